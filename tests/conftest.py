@@ -1,0 +1,39 @@
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))  # for tests/reference.py
+sys.path.insert(0, str(Path(__file__).parent.parent))  # the project, without installing it
+
+from reference import reference_layout, rule_weights  # noqa: E402
+
+from lib_depth2img.estimators import create_estimator  # noqa: E402
+from lib_depth2img.weights import load_estimator_weights  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def hybrid_rule_state() -> dict[str, torch.Tensor]:
+    """DPT-Hybrid weights set by the parity fixture's rule, in the release file's layout."""
+    return rule_weights(reference_layout("midas-dpt_hybrid.json"))
+
+
+@pytest.fixture(scope="session")
+def hybrid_estimator(hybrid_rule_state) -> torch.nn.Module:
+    estimator = create_estimator("dpt_hybrid")
+    load_estimator_weights(estimator, hybrid_rule_state)
+    return estimator
+
+
+@pytest.fixture(scope="session")
+def weights_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("weights")
+
+
+@pytest.fixture(scope="session")
+def midas_pt(weights_dir, hybrid_rule_state) -> Path:
+    """A MiDaS release-style file: the bare DPT-Hybrid state dict, saved by torch."""
+    path = weights_dir / "dpt_hybrid-midas-501f0c75.pt"
+    torch.save(hybrid_rule_state, path)
+    return path
