@@ -1,0 +1,79 @@
+"""MiDaS input preparation in torch, on the images' own device and in any float dtype.
+
+The reference transform (MiDaS ``Resize`` + ``NormalizeImage``) goes through numpy and
+OpenCV, which cannot resize float16 ("src data type = 23 is not supported") and
+forces a trip to the CPU. This does the same arithmetic with ``F.interpolate``:
+bicubic with a = -0.75 and clamped borders, as ``cv2.INTER_CUBIC``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from lib_depth2img.errors import Depth2ImgError
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """How an estimator wants its pictures: the resize rule, then mean/std normalisation."""
+
+    size: int
+    resize_method: str  # "minimal": scale as little as possible; "upper_bound": fit inside size x size
+    multiple_of: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+
+DPT_INPUT = InputSpec(384, "minimal", 32, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+MIDAS_V21_INPUT = InputSpec(384, "upper_bound", 32, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+MIDAS_V21_SMALL_INPUT = InputSpec(256, "upper_bound", 32, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+
+
+def _to_multiple(value: float, multiple: int, max_value: int | None = None) -> int:
+    # round() rounds halves to even, as the reference's np.round does.
+    result = round(value / multiple) * multiple
+    if max_value is not None and result > max_value:
+        result = math.floor(value / multiple) * multiple
+    return int(result)
+
+
+def estimator_input_size(height: int, width: int, spec: InputSpec) -> tuple[int, int]:
+    """The (height, width) MiDaS's ``Resize(keep_aspect_ratio=True)`` gives a picture of this size."""
+    scale_h, scale_w = spec.size / height, spec.size / width
+    if spec.resize_method == "minimal":
+        scale = scale_w if abs(1 - scale_w) < abs(1 - scale_h) else scale_h
+        limit = None
+    elif spec.resize_method == "upper_bound":
+        scale = min(scale_w, scale_h)
+        limit = spec.size
+    else:
+        raise ValueError(f"unknown resize method {spec.resize_method!r}")
+    return (_to_multiple(scale * height, spec.multiple_of, limit),
+            _to_multiple(scale * width, spec.multiple_of, limit))
+
+
+def check_images(images: torch.Tensor) -> None:
+    if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[1] != 3:
+        shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
+        raise Depth2ImgError(f"Expected RGB pictures as a [batch, 3, height, width] tensor, got {shape}.")
+    if not images.is_floating_point():
+        raise Depth2ImgError(f"Expected float pictures with values in [0, 1], got dtype {images.dtype}.")
+    if images.shape[0] == 0 or images.shape[-1] < 1 or images.shape[-2] < 1:
+        raise Depth2ImgError(f"The picture batch is empty: shape {tuple(images.shape)}.")
+
+
+def prepare_estimator_input(images: torch.Tensor, spec: InputSpec) -> torch.Tensor:
+    """RGB ``[B,3,H,W]`` in [0, 1] -> the estimator's normalised float32 input, on the same device."""
+    check_images(images)
+    # float32 for the arithmetic: half-precision bicubic is missing on some backends and loses detail.
+    x = images.float()
+    size = estimator_input_size(x.shape[-2], x.shape[-1], spec)
+    if size != tuple(x.shape[-2:]):
+        x = F.interpolate(x, size=size, mode="bicubic", align_corners=False)
+    mean = torch.tensor(spec.mean, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    std = torch.tensor(spec.std, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    return (x - mean) / std
