@@ -1,0 +1,114 @@
+"""The Vision Transformer inside MiDaS v3 DPT models, with timm 0.6.13's parameter names.
+
+Only what DPT needs: patch embedding (plain or hybrid), position embeddings resized
+to any grid, the transformer blocks, and the outputs of chosen blocks. The final norm
+and the classifier head are kept as parameters so release files load strictly, but
+DPT never reads their output, so they are not run.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lib_depth2img.estimators.resnetv2 import ResNetV2Backbone
+
+PATCH = 16
+
+
+class Attention(nn.Module):
+    def __init__(self, dim: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.qkv = nn.Linear(dim, dim * 3)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, n, c = x.shape
+        q, k, v = self.qkv(x).reshape(b, n, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4).unbind(0)
+        x = F.scaled_dot_product_attention(q, k, v)
+        return self.proj(x.transpose(1, 2).reshape(b, n, c))
+
+
+class Mlp(nn.Module):
+    def __init__(self, dim: int, hidden: int):
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.fc2 = nn.Linear(hidden, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(F.gelu(self.fc1(x)))
+
+
+class Block(nn.Module):
+    def __init__(self, dim: int, heads: int):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, eps=1e-6)
+        self.attn = Attention(dim, heads)
+        self.norm2 = nn.LayerNorm(dim, eps=1e-6)
+        self.mlp = Mlp(dim, dim * 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x))
+        return x + self.mlp(self.norm2(x))
+
+
+class PatchEmbed(nn.Module):
+    """16x16 patches straight from the picture (DPT-Large)."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.proj = nn.Conv2d(3, dim, PATCH, stride=PATCH)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        return self.proj(x), []
+
+
+class HybridEmbed(nn.Module):
+    """ResNet-50 features at stride 16, projected to tokens (DPT-Hybrid)."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.backbone = ResNetV2Backbone()
+        self.proj = nn.Conv2d(1024, dim, 1)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        stages = self.backbone(x)
+        return self.proj(stages[-1]), stages[:-1]
+
+
+class VisionTransformer(nn.Module):
+    def __init__(self, dim: int, depth: int, heads: int, hybrid: bool, trained_grid: int = 24):
+        super().__init__()
+        self.patch_embed = HybridEmbed(dim) if hybrid else PatchEmbed(dim)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
+        self.pos_embed = nn.Parameter(torch.zeros(1, 1 + trained_grid**2, dim))
+        self.blocks = nn.ModuleList(Block(dim, heads) for _ in range(depth))
+        self.norm = nn.LayerNorm(dim, eps=1e-6)
+        self.head = nn.Linear(dim, 1000)
+        self.trained_grid = trained_grid
+
+    def position_embedding(self, grid_h: int, grid_w: int) -> torch.Tensor:
+        """The trained 24x24 grid resized bilinearly to the input's grid, as MiDaS does."""
+        cls_pos, grid = self.pos_embed[:, :1], self.pos_embed[:, 1:]
+        if (grid_h, grid_w) != (self.trained_grid, self.trained_grid):
+            side = self.trained_grid
+            grid = grid.reshape(1, side, side, -1).permute(0, 3, 1, 2)
+            grid = F.interpolate(grid, size=(grid_h, grid_w), mode="bilinear", align_corners=False)
+            grid = grid.permute(0, 2, 3, 1).reshape(1, grid_h * grid_w, -1)
+        return torch.cat([cls_pos, grid], dim=1)
+
+    def forward(self, x: torch.Tensor, taps: tuple[int, ...]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Returns (the patch embedding's intermediate feature maps, the tokens after each tapped block)."""
+        patches, early_features = self.patch_embed(x)
+        b, _, grid_h, grid_w = patches.shape
+        tokens = patches.flatten(2).transpose(1, 2)
+        tokens = torch.cat([self.cls_token.expand(b, -1, -1), tokens], dim=1)
+        tokens = tokens + self.position_embedding(grid_h, grid_w)
+        tapped = []
+        for index, block in enumerate(self.blocks[: max(taps) + 1]):
+            tokens = block(tokens)
+            if index in taps:
+                tapped.append(tokens)
+        return early_features, tapped

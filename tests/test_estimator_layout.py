@@ -1,0 +1,105 @@
+"""Our plain-torch DPT modules have exactly the key layout of the public weight files."""
+
+import pytest
+import torch
+from reference import reference_layout, rule_weights
+
+from lib_depth2img import Depth2ImgError
+from lib_depth2img.checkpoint import DEPTH_WEIGHTS_PREFIX
+from lib_depth2img.estimators import create_estimator
+from lib_depth2img.weights import estimator_state_from_file, load_estimator_from_file, load_estimator_weights
+
+
+@pytest.mark.parametrize("name", ["dpt_hybrid", "dpt_large"])
+def test_state_dict_matches_release_file_layout(name):
+    expected = reference_layout(f"midas-{name}.json")
+    actual = {k: tuple(v.shape) for k, v in create_estimator(name).state_dict().items()}
+    assert actual == expected
+
+
+def test_hybrid_layout_is_the_depth_slice_of_the_sd2_checkpoint():
+    checkpoint = reference_layout("sd2-depth-512-depth-ema.json")
+    prefix = DEPTH_WEIGHTS_PREFIX
+    depth_slice = {k[len(prefix):]: v for k, v in checkpoint.items() if k.startswith(prefix)}
+    actual = {k: tuple(v.shape) for k, v in create_estimator("dpt_hybrid").state_dict().items()}
+    assert actual == depth_slice
+
+
+def test_unknown_estimator_name_is_a_clear_error():
+    with pytest.raises(Depth2ImgError, match="dpt_hybrid"):
+        create_estimator("midas_v4")
+
+
+def test_loads_release_pt_strictly(midas_pt, hybrid_rule_state):
+    estimator = load_estimator_from_file(create_estimator("dpt_hybrid"), midas_pt)
+    key = "pretrained.model.blocks.3.attn.qkv.weight"
+    assert torch.equal(estimator.state_dict()[key], hybrid_rule_state[key])
+
+
+def _sd2_style_state(hybrid_state: dict) -> dict:
+    """The depth slice as it sits in 512-depth-ema.ckpt, plus a UNet input conv and LitEma leftovers."""
+    state = {DEPTH_WEIGHTS_PREFIX + k: v.half() for k, v in hybrid_state.items()}
+    state["model.diffusion_model.input_blocks.0.0.weight"] = torch.zeros(320, 5, 3, 3)
+    state["model_ema.decay"] = torch.tensor(0.9999)
+    state["model_ema.num_updates"] = torch.tensor(10, dtype=torch.int32)
+    return state
+
+
+def test_loads_depth_slice_of_a_whole_ckpt_and_safetensors(tmp_path, hybrid_rule_state):
+    from safetensors.torch import save_file
+
+    state = _sd2_style_state(hybrid_rule_state)
+    ckpt = tmp_path / "512-depth-ema.ckpt"
+    torch.save({"state_dict": state, "global_step": 1}, ckpt)
+    single = tmp_path / "512-depth-ema.safetensors"
+    save_file(state, str(single))
+    key = "scratch.refinenet2.resConfUnit1.conv1.weight"
+    for path in (ckpt, single):
+        estimator = load_estimator_from_file(create_estimator("dpt_hybrid"), path)
+        assert torch.equal(estimator.state_dict()[key], hybrid_rule_state[key].half().float())
+        assert next(estimator.parameters()).dtype == torch.float32
+
+
+def test_layout_mismatch_lists_missing_and_unexpected_keys(hybrid_rule_state):
+    state = dict(hybrid_rule_state)
+    del state["scratch.output_conv.4.bias"]
+    state["scratch.extra.weight"] = torch.zeros(1)
+    with pytest.raises(Depth2ImgError) as error:
+        load_estimator_weights(create_estimator("dpt_hybrid"), state)
+    message = str(error.value)
+    assert "1 missing: scratch.output_conv.4.bias" in message
+    assert "1 unexpected: scratch.extra.weight" in message
+    assert "models/midas" in message
+
+
+def test_large_weights_do_not_load_into_hybrid():
+    large = rule_weights(reference_layout("midas-dpt_large.json"))
+    with pytest.raises(Depth2ImgError, match="do not fit the dpt_hybrid"):
+        load_estimator_weights(create_estimator("dpt_hybrid"), large)
+
+
+def test_sd_checkpoint_without_depth_weights_says_which_file_to_use(tmp_path):
+    path = tmp_path / "fine-tune.ckpt"
+    torch.save({"state_dict": {"model.diffusion_model.input_blocks.0.0.weight": torch.zeros(320, 5, 3, 3)}}, path)
+    with pytest.raises(Depth2ImgError, match="dpt_hybrid-midas-501f0c75.pt"):
+        estimator_state_from_file(path)
+
+
+def test_missing_weights_file_names_file_and_folder(tmp_path):
+    with pytest.raises(Depth2ImgError) as error:
+        estimator_state_from_file(tmp_path / "nope.pt")
+    assert "nope.pt" in str(error.value) and "models/midas" in str(error.value)
+
+
+def test_pickled_code_in_a_weights_file_is_refused_not_run(tmp_path):
+    marker = tmp_path / "ran"
+
+    class Payload:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    path = tmp_path / "evil.pt"
+    torch.save({"state_dict": {"x": torch.zeros(1)}, "payload": Payload()}, path)
+    with pytest.raises(Depth2ImgError, match="safely"):
+        estimator_state_from_file(path)
+    assert not marker.exists()
