@@ -1,0 +1,42 @@
+"""Depth from pictures: prepare, one batched forward in the estimator's own dtype and device, resize back."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lib_depth2img.errors import Depth2ImgError
+from lib_depth2img.transforms import InputSpec, prepare_estimator_input
+
+
+def _estimator_dtype_device(estimator: nn.Module) -> tuple[torch.dtype, torch.device]:
+    for tensor in estimator.parameters():
+        return tensor.dtype, tensor.device
+    raise Depth2ImgError("The depth estimator has no weights.")
+
+
+def estimate_depth(estimator: nn.Module, images: torch.Tensor, *, input_spec: InputSpec | None = None,
+                   output_size: tuple[int, int] | None = None) -> torch.Tensor:
+    """RGB ``[B,3,H,W]`` in [0, 1], any float dtype and device -> float32 ``[B,1,H,W]`` relative inverse depth.
+
+    ``output_size`` defaults to the pictures' own size; the WebUI passes the latent size so the
+    estimator's output is resized once, as in training. ``input_spec`` defaults to the one the
+    estimator carries (ours do; the WebUI's loaded MiDaS needs it passed).
+    """
+    spec = input_spec or getattr(estimator, "input_spec", None)
+    if spec is None:
+        raise Depth2ImgError("This depth estimator does not say how to prepare its input; pass input_spec.")
+    dtype, device = _estimator_dtype_device(estimator)
+    # Cast to the estimator's own dtype and device: the MPS "Input type and weight type should be the same" bug.
+    x = prepare_estimator_input(images, spec).to(device=device, dtype=dtype)
+    with torch.inference_mode():
+        prediction = estimator(x)
+    if prediction.ndim == 3:
+        prediction = prediction.unsqueeze(1)
+    # A normal (not inference-mode) float32 copy: callers may use it under autograd or modify it in place.
+    prediction = prediction.to(dtype=torch.float32, copy=True)
+    size = tuple(output_size) if output_size is not None else tuple(images.shape[-2:])
+    if tuple(prediction.shape[-2:]) != size:
+        prediction = F.interpolate(prediction, size=size, mode="bicubic", align_corners=False)
+    return prediction.to(images.device)
