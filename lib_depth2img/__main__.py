@@ -1,0 +1,5 @@
+import sys
+
+from lib_depth2img.cli import main
+
+sys.exit(main())
