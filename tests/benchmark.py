@@ -1,0 +1,107 @@
+"""Speed and memory of the core, printed as JSON: ``python tests/benchmark.py [--repeats N]``.
+
+Random weights: timings do not depend on the values. GPU rows appear only where CUDA is present.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import struct
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent.parent))
+
+from lib_depth2img.checkpoint import _cache, inspect_checkpoint  # noqa: E402
+from lib_depth2img.conditioning import build_depth_conditioning  # noqa: E402
+from lib_depth2img.estimators import create_estimator  # noqa: E402
+from lib_depth2img.transforms import DPT_INPUT, prepare_estimator_input  # noqa: E402
+
+
+def median_seconds(fn, repeats: int, sync=lambda: None) -> float:
+    fn()  # warm-up: first calls pay for allocations and kernel selection
+    sync()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        sync()
+        times.append(time.perf_counter() - start)
+    return sorted(times)[len(times) // 2]
+
+
+def forward_rows(repeats: int) -> list[dict]:
+    estimator = create_estimator("dpt_hybrid")
+    rows = []
+    setups = [("cpu", torch.float32)]
+    if torch.cuda.is_available():
+        setups += [("cuda", torch.float32), ("cuda", torch.float16), ("cuda", torch.bfloat16)]
+    for device, dtype in setups:
+        estimator.to(device=device, dtype=dtype)
+        sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+        for batch in (1, 4):
+            x = torch.randn(batch, 3, 384, 384, device=device, dtype=dtype)
+
+            def forward(x=x):
+                with torch.inference_mode():
+                    estimator(x)
+
+            seconds = median_seconds(forward, repeats, sync)
+            rows.append({"what": "dpt_hybrid forward 384x384", "device": device, "dtype": str(dtype)[6:],
+                         "batch": batch, "seconds": round(seconds, 4), "seconds_per_image": round(seconds / batch, 4)})
+    return rows
+
+
+def inspect_seconds(size_gib: int) -> dict:
+    """A sparse multi-GB safetensors file: only its header exists on disk."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "huge.safetensors"
+        entries = {f"depth_model.model.t{i}": {"dtype": "F16", "shape": [1024, 1024],
+                                               "data_offsets": [i * 2**21, (i + 1) * 2**21]}
+                   for i in range(size_gib * 512)}
+        header = json.dumps(entries).encode()
+        with path.open("wb") as f:
+            f.write(struct.pack("<Q", len(header)) + header)
+            f.truncate(8 + len(header) + size_gib * 2**30)
+        _cache.clear()
+        start = time.perf_counter()
+        inspect_checkpoint(path)
+        cold = time.perf_counter() - start
+        start = time.perf_counter()
+        inspect_checkpoint(path)
+        cached = time.perf_counter() - start
+    return {"what": "inspect_checkpoint sparse .safetensors", "size_gib": size_gib, "tensors": len(entries),
+            "seconds_first": round(cold, 5), "seconds_cached": round(cached, 6)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    picture = torch.rand(1, 3, 512, 768)
+    depth = torch.rand(4, 1, 384, 576)
+    report = {
+        "machine": {"python": platform.python_version(), "torch": torch.__version__,
+                    "cpu_threads": torch.get_num_threads(), "cuda": torch.cuda.is_available()},
+        "forward": forward_rows(args.repeats),
+        "transform_512x768_seconds": round(median_seconds(lambda: prepare_estimator_input(picture, DPT_INPUT),
+                                                          args.repeats * 4), 5),
+        "conditioning_batch4_384x576_to_64x96_seconds": round(
+            median_seconds(lambda: build_depth_conditioning(depth, (64, 96)), args.repeats * 4), 5),
+        "inspect": inspect_seconds(5),
+        # ru_maxrss is KiB on Linux; the process holds one DPT-Hybrid (123M parameters, 0.49 GB in float32)
+        "peak_resident_memory_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    }
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
