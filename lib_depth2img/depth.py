@@ -17,17 +17,20 @@ def _estimator_dtype_device(estimator: nn.Module) -> tuple[torch.dtype, torch.de
 
 
 def estimate_depth(estimator: nn.Module, images: torch.Tensor, *, input_spec: InputSpec | None = None,
-                   output_size: tuple[int, int] | None = None) -> torch.Tensor:
+                   output_size: tuple[int, int] | None = None, device: torch.device | None = None) -> torch.Tensor:
     """RGB ``[B,3,H,W]`` in [0, 1], any float dtype and device -> float32 ``[B,1,H,W]`` relative inverse depth.
 
     ``output_size`` defaults to the pictures' own size; the WebUI passes the latent size so the
     estimator's output is resized once, as in training. ``input_spec`` defaults to the one the
-    estimator carries (ours do; the WebUI's loaded MiDaS needs it passed).
+    estimator carries (ours do; the WebUI's loaded MiDaS needs it passed). ``device`` is where the
+    forward runs, by default the estimator's; a host that moves modules in forward hooks
+    (the WebUI's --lowvram) names its compute device.
     """
     spec = input_spec or getattr(estimator, "input_spec", None)
     if spec is None:
         raise Depth2ImgError("This depth estimator does not say how to prepare its input; pass input_spec.")
-    dtype, device = _estimator_dtype_device(estimator)
+    dtype, weights_device = _estimator_dtype_device(estimator)
+    device = device or weights_device
     # Cast to the estimator's own dtype and device: the MPS "Input type and weight type should be the same" bug.
     x = prepare_estimator_input(images, spec).to(device=device, dtype=dtype)
     with torch.inference_mode():

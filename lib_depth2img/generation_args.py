@@ -1,0 +1,92 @@
+"""Every setting of a depth generation, defined once: name, default, label, infotext key, help.
+
+The WebUI's controls, the API's named and positional arguments, the infotext and the XYZ
+plot all derive from ``DepthArgs``; nothing repeats a setting's name or default elsewhere.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from lib_depth2img.errors import Depth2ImgError
+
+DEPTH_SOURCES = ("checkpoint",)  # the depth checkpoint's own MiDaS; more sources come with user maps
+
+
+def _setting(default, label: str, infotext: str, help: str, choices: tuple = ()):
+    return field(default=default, metadata={"label": label, "infotext": infotext, "help": help, "choices": choices})
+
+
+@dataclass(frozen=True)
+class DepthArgs:
+    enabled: bool = _setting(True, "Depth-to-image", "Depth2img",
+                             "Build the depth conditioning with this extension (off: the WebUI's own depth path).")
+    depth_source: str = _setting("checkpoint", "Depth source", "Depth2img source",
+                                 "Where the depth map comes from: the depth checkpoint's own MiDaS.", DEPTH_SOURCES)
+    invert: bool = _setting(False, "Invert depth", "Depth2img invert", "Swap near and far.")
+    depth_from_original: bool = _setting(
+        True, "Estimate depth from the original picture (inpaint)", "Depth2img from original",
+        "With 'Masked content' fill or latent noise/nothing, estimate depth from the untouched picture, "
+        "not from what fills the mask.")
+    add_depth_to_results: bool = _setting(False, "Add the depth map to the results", "Depth2img map in results",
+                                          "Show the depth map that conditioned each picture after the pictures.")
+
+    def __post_init__(self):
+        for spec in dataclasses.fields(self):
+            value = getattr(self, spec.name)
+            if type(value) is not type(spec.default):
+                raise Depth2ImgError(f"Depth-to-image setting '{spec.name}' must be a "
+                                     f"{type(spec.default).__name__}, got {value!r}.")
+            if spec.metadata["choices"] and value not in spec.metadata["choices"]:
+                raise Depth2ImgError(f"Depth-to-image setting '{spec.name}' must be one of "
+                                     f"{', '.join(spec.metadata['choices'])}; got {value!r}.")
+
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        return tuple(spec.name for spec in dataclasses.fields(cls))
+
+    @classmethod
+    def from_named(cls, values: Mapping[str, object], base: DepthArgs | None = None) -> DepthArgs:
+        unknown = sorted(set(values) - set(cls.names()))
+        if unknown:
+            raise Depth2ImgError(f"Unknown depth-to-image setting(s) {', '.join(unknown)}; "
+                                 f"known: {', '.join(cls.names())}.")
+        return dataclasses.replace(base or cls(), **values)
+
+    @classmethod
+    def from_script_args(cls, args: Sequence) -> DepthArgs:
+        """The script's arguments as the WebUI passes them: the positional list in field order
+        (possibly shorter), or a dict of named settings in place of it or after ``enabled``."""
+        args = list(args)
+        named = args.pop() if args and isinstance(args[-1], Mapping) else {}
+        if any(isinstance(a, Mapping) for a in args):
+            raise Depth2ImgError("Give depth-to-image settings as one dict of named settings, or positionally.")
+        if len(args) > len(cls.names()):
+            raise Depth2ImgError(f"Depth-to-image takes at most {len(cls.names())} positional settings "
+                                 f"({', '.join(cls.names())}), got {len(args)}.")
+        positional = dict(zip(cls.names(), args, strict=False))
+        return cls.from_named({**positional, **named})
+
+    def to_script_args(self) -> list:
+        return [getattr(self, name) for name in self.names()]
+
+    def infotext(self) -> dict[str, object]:
+        return {spec.metadata["infotext"]: getattr(self, spec.name) for spec in dataclasses.fields(self)}
+
+    @classmethod
+    def from_infotext(cls, params: Mapping[str, str]) -> dict[str, object]:
+        """The settings an infotext names, parsed to their types; absent ones are left out."""
+        values = {}
+        for spec in dataclasses.fields(cls):
+            raw = params.get(spec.metadata["infotext"])
+            if raw is None:
+                continue
+            values[spec.name] = str(raw).strip().lower() == "true" if isinstance(spec.default, bool) else str(raw)
+        return values
+
+
+def setting_metadata(name: str) -> Mapping[str, object]:
+    """Label, infotext key, help and choices of one setting, for building controls."""
+    return next(spec.metadata for spec in dataclasses.fields(DepthArgs) if spec.name == name)

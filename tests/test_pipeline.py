@@ -1,0 +1,59 @@
+"""condition_pictures: the whole depth path of one generation, and the settings model."""
+
+import pytest
+import torch
+from reference import synthetic_batch
+
+from lib_depth2img import Depth2ImgError
+from lib_depth2img.conditioning import build_depth_conditioning
+from lib_depth2img.depth import estimate_depth
+from lib_depth2img.generation_args import DepthArgs
+from lib_depth2img.pipeline import condition_pictures, invert_depth
+
+
+def test_conditioning_comes_from_one_resize_of_the_estimator_output(hybrid_estimator):
+    pictures = synthetic_batch(256, 384)
+    result = condition_pictures(hybrid_estimator, pictures, (32, 48))
+    assert result.depth.shape == (1, 1, 256, 384)  # 256x384 is already the estimator's size for this picture
+    direct = build_depth_conditioning(estimate_depth(hybrid_estimator, pictures, output_size=(32, 48)), (32, 48))
+    assert torch.allclose(result.conditioning, direct, atol=1e-6)
+
+
+def test_invert_swaps_near_and_far_within_the_range():
+    depth = torch.tensor([[[[1.0, 2.0], [3.0, 5.0]]]])
+    assert torch.equal(invert_depth(depth), torch.tensor([[[[5.0, 4.0], [3.0, 1.0]]]]))
+    assert torch.equal(invert_depth(invert_depth(depth)), depth)
+
+
+def test_inverted_conditioning_is_the_mirror_image(hybrid_estimator):
+    pictures = synthetic_batch(128, 128)
+    plain = condition_pictures(hybrid_estimator, pictures, (16, 16)).conditioning
+    inverted = condition_pictures(hybrid_estimator, pictures, (16, 16), invert=True).conditioning
+    assert torch.allclose(plain + inverted, torch.full_like(plain, plain.max().item() + plain.min().item()), atol=1e-3)
+
+
+def test_conditioning_dtype_is_the_callers(hybrid_estimator):
+    result = condition_pictures(hybrid_estimator, synthetic_batch(64, 64), (8, 8), dtype=torch.float16)
+    assert result.conditioning.dtype == torch.float16 and result.depth.dtype == torch.float32
+
+
+def test_args_positional_named_and_mixed():
+    assert DepthArgs.from_script_args([]) == DepthArgs()
+    assert DepthArgs.from_script_args([False]).enabled is False
+    assert DepthArgs.from_script_args([{"invert": True}]).invert is True
+    mixed = DepthArgs.from_script_args([False, {"add_depth_to_results": True}])
+    assert (mixed.enabled, mixed.add_depth_to_results) == (False, True)
+    assert DepthArgs.from_script_args(DepthArgs(invert=True).to_script_args()) == DepthArgs(invert=True)
+
+
+@pytest.mark.parametrize("bad", [[{"invrt": True}], ["yes"], [True, "midas_v9"], [True] * 9])
+def test_bad_args_are_clear_errors(bad):
+    with pytest.raises(Depth2ImgError, match="[Dd]epth-to-image"):
+        DepthArgs.from_script_args(bad)
+
+
+def test_infotext_round_trip():
+    args = DepthArgs(invert=True, depth_from_original=False)
+    text = {key: str(value) for key, value in args.infotext().items()}
+    assert DepthArgs.from_named(DepthArgs.from_infotext(text)) == args
+    assert DepthArgs.from_infotext({"Steps": "20"}) == {}
