@@ -58,11 +58,14 @@ class DepthArgs:
     @classmethod
     def from_script_args(cls, args: Sequence) -> DepthArgs:
         """The script's arguments as the WebUI passes them: the positional list in field order
-        (possibly shorter), or a dict of named settings in place of it or after ``enabled``."""
+        (possibly shorter), or a dict of named settings anywhere in it, which then ends the list."""
         args = list(args)
-        named = args.pop() if args and isinstance(args[-1], Mapping) else {}
-        if any(isinstance(a, Mapping) for a in args):
-            raise Depth2ImgError("Give depth-to-image settings as one dict of named settings, or positionally.")
+        named = {}
+        for index, value in enumerate(args):
+            if isinstance(value, Mapping):
+                # The API fills the positions after the caller's own with the UI defaults: drop those.
+                args, named = args[:index], value
+                break
         if len(args) > len(cls.names()):
             raise Depth2ImgError(f"Depth-to-image takes at most {len(cls.names())} positional settings "
                                  f"({', '.join(cls.names())}), got {len(args)}.")

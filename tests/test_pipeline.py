@@ -44,9 +44,11 @@ def test_args_positional_named_and_mixed():
     mixed = DepthArgs.from_script_args([False, {"add_depth_to_results": True}])
     assert (mixed.enabled, mixed.add_depth_to_results) == (False, True)
     assert DepthArgs.from_script_args(DepthArgs(invert=True).to_script_args()) == DepthArgs(invert=True)
+    # what the WebUI's API hands over for {"args": [{"invert": true}]}: the dict, then UI defaults
+    assert DepthArgs.from_script_args([{"invert": True}, "checkpoint", False, True, False]) == DepthArgs(invert=True)
 
 
-@pytest.mark.parametrize("bad", [[{"invrt": True}], ["yes"], [True, "midas_v9"], [True] * 9])
+@pytest.mark.parametrize("bad", [[{"invrt": True}], ["yes"], [True, "midas_v9"], [True] * 9, [{"invert": "yes"}]])
 def test_bad_args_are_clear_errors(bad):
     with pytest.raises(Depth2ImgError, match="[Dd]epth-to-image"):
         DepthArgs.from_script_args(bad)

@@ -1,0 +1,142 @@
+"""What the extension does to one generation, hook by hook.
+
+For a depth checkpoint it shadows ``p.depth2img_image_conditioning`` (an instance attribute,
+removed after its one call) so the WebUI's own MiDaS pass never runs, builds the conditioning
+with the core from each picture of the batch, and puts it into ``p.image_conditioning`` right
+before every sampling. Nothing else of the WebUI is changed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from modules import devices, shared
+
+from lib_depth2img.checkpoint import estimator_from_weights
+from lib_depth2img.depth_image import depth_to_image
+from lib_depth2img.errors import Depth2ImgError
+from lib_depth2img.estimators import input_spec_for
+from lib_depth2img.generation_args import DepthArgs
+from lib_depth2img.pipeline import DepthConditioning, condition_pictures
+from lib_depth2img.tensor_index import TensorInfo
+from lib_depth2img.webui import model_loading
+from lib_depth2img.webui.pictures import depth_pictures
+
+NATIVE_DEPTH_METHOD = "depth2img_image_conditioning"
+NOT_A_DEPTH_MODEL = ("Depth-to-image needs a Stable Diffusion 2 depth checkpoint (such as 512-depth-ema); "
+                     "the loaded checkpoint is not one. For SD 1.5 models, use ControlNet's depth model.")
+
+
+@dataclass
+class _Generation:
+    args: DepthArgs
+    result: DepthConditioning | None = None
+    batch_size: int = 1
+    notes: list[str] = field(default_factory=list)
+
+
+_generations: dict[int, _Generation] = {}  # by id(p); the WebUI runs one generation at a time
+
+
+def is_depth_model(sd_model) -> bool:
+    return getattr(sd_model, "depth_model", None) is not None
+
+
+def _checkpoint_name(sd_model) -> str:
+    info = getattr(sd_model, "sd_checkpoint_info", None)
+    return getattr(info, "name_for_extra", None) or getattr(info, "title", None) or "This checkpoint"
+
+
+def _estimator(sd_model) -> tuple[torch.nn.Module, str]:
+    network = sd_model.depth_model.model
+    missing = getattr(network, model_loading.MISSING_ATTRIBUTE, None)
+    if missing:
+        raise Depth2ImgError(missing)
+    index = {k: TensorInfo(tuple(v.shape), "") for k, v in network.state_dict().items()}
+    name = estimator_from_weights(index, prefix="")
+    if name is None or name == "unknown":
+        raise Depth2ImgError("The depth checkpoint's MiDaS network is of a kind this extension does not know.")
+    return network, name
+
+
+def _run_on_compute_device(sd_model) -> None:
+    """--lowvram/--medvram move the depth network to the GPU in a forward pre-hook of ``depth_model``,
+    which calling its inner network skips; run those hooks as the native path would trigger them."""
+    depth_model = sd_model.depth_model
+    for hook in list(depth_model._forward_pre_hooks.values()):
+        hook(depth_model, ())
+    if shared.opts.data.get("depth2img_move_to_cpu", False) and not getattr(sd_model, "lowvram", False):
+        depth_model.to(devices.device)
+
+
+def before_process(p, args: DepthArgs) -> None:
+    _generations.pop(id(p), None)
+    if not args.enabled:
+        return
+    if not is_depth_model(p.sd_model):
+        if args != DepthArgs():  # the user changed a depth setting, so they expect depth
+            p.comment(NOT_A_DEPTH_MODEL)
+        return
+    generation = _Generation(args)
+    _generations[id(p)] = generation
+    p.extra_generation_params.update(args.infotext())
+
+    def depth2img_image_conditioning(source_image: torch.Tensor) -> torch.Tensor:
+        p.__dict__.pop(NATIVE_DEPTH_METHOD, None)  # one call per init; p is as it was afterwards
+        network, name = _estimator(p.sd_model)
+        _run_on_compute_device(p.sd_model)
+        pictures = depth_pictures(p, source_image, args.depth_from_original)
+        generation.result = condition_pictures(
+            network, pictures, tuple(p.init_latent.shape[-2:]), input_spec=input_spec_for(name), invert=args.invert,
+            dtype=p.init_latent.dtype)
+        generation.batch_size = source_image.shape[0]
+        _offload(p.sd_model)
+        return _batch_conditioning(generation, p.init_latent)
+
+    setattr(p, NATIVE_DEPTH_METHOD, depth2img_image_conditioning)
+
+
+def _offload(sd_model) -> None:
+    if shared.opts.data.get("depth2img_move_to_cpu", False) and not getattr(sd_model, "lowvram", False):
+        sd_model.depth_model.to(devices.cpu)
+
+
+def _batch_conditioning(generation: _Generation, init_latent: torch.Tensor) -> torch.Tensor:
+    conditioning = generation.result.conditioning
+    if conditioning.shape[0] == 1 and init_latent.shape[0] > 1:
+        conditioning = conditioning.expand(init_latent.shape[0], -1, -1, -1)
+    return conditioning.to(device=init_latent.device, dtype=init_latent.dtype)
+
+
+def process_before_every_sampling(p) -> None:
+    generation = _generations.get(id(p))
+    if generation is not None and generation.result is not None:
+        p.image_conditioning = _batch_conditioning(generation, p.init_latent)
+
+
+def postprocess(p, processed) -> None:
+    p.__dict__.pop(NATIVE_DEPTH_METHOD, None)
+    generation = _generations.pop(id(p), None)
+    if generation is None or generation.result is None or not generation.args.add_depth_to_results:
+        return
+    for depth in generation.result.depth:
+        processed.images.append(depth_to_image(depth).resize((p.width, p.height)))
+
+
+def guard_txt2img(p) -> None:
+    """txt2img with a depth model fails deep in the UNet; stop it before any work with words instead.
+
+    Script hooks' exceptions are caught and logged by the WebUI, so the stop is put into
+    ``p.init``, which ``process_images`` calls directly, before sampling and before writing anything.
+    """
+    if not is_depth_model(p.sd_model):
+        return
+    message = (f"{_checkpoint_name(p.sd_model)} is a depth-to-image model: it needs an input picture. "
+               "Use the img2img or inpaint tab, or pick another checkpoint.")
+
+    def init(*args, **kwargs):
+        p.__dict__.pop("init", None)
+        raise Depth2ImgError(message)
+
+    p.init = init
