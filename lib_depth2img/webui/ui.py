@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-import gradio as gr
 from modules import script_callbacks, scripts, shared
-from modules.ui_components import InputAccordion
 
 from lib_depth2img.generation_args import DepthArgs, setting_metadata
 
@@ -15,6 +13,9 @@ XYZ_OVERRIDES_ATTRIBUTE = "depth2img_xyz_overrides"
 
 def build_controls(elem_id) -> tuple[list, list]:
     """The accordion and its controls in ``DepthArgs`` field order, and the infotext fields that restore them."""
+    import gradio as gr  # only when the UI is built: generations and the API do not need it
+    from modules.ui_components import InputAccordion
+
     defaults = DepthArgs()
     meta = {name: setting_metadata(name) for name in DepthArgs.names()}
     # No tooltip on the accordion: the WebUI's gradio patch takes tooltips on inputs, not on blocks.
@@ -36,6 +37,8 @@ def build_controls(elem_id) -> tuple[list, list]:
 
 def _restore_from_infotext(name: str):
     def restore(params: dict):
+        import gradio as gr
+
         values = DepthArgs.from_infotext(params)
         return values[name] if name in values else gr.update()
 

@@ -1,0 +1,302 @@
+"""The adapter and the extension's script, against the small WebUI imitation in tests/webui_imitation."""
+
+import copy
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageDraw
+from reference import synthetic_image
+
+ROOT = Path(__file__).parent.parent
+IMITATION = Path(__file__).parent / "webui_imitation"
+
+
+@pytest.fixture(scope="module")
+def webui():
+    """Imports the imitation as `modules`/`ldm` and loads scripts/depth2img.py as the WebUI would."""
+    sys.path.insert(0, str(IMITATION))
+    try:
+        from modules import processing, script_callbacks, shared
+
+        spec = importlib.util.spec_from_file_location("depth2img_script", ROOT / "scripts" / "depth2img.py")
+        script_module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(script_module)
+        yield type("WebUI", (), {"processing": processing, "shared": shared, "callbacks": script_callbacks,
+                                 "script_module": script_module})
+    finally:
+        sys.path.remove(str(IMITATION))
+        for name in [n for n in sys.modules if n.split(".")[0] in ("modules", "ldm") or n == "depth2img_script"]:
+            del sys.modules[name]
+        for name in [n for n in sys.modules if n.startswith("lib_depth2img.webui")]:
+            del sys.modules[name]
+
+
+class DepthModelWrapper(torch.nn.Module):
+    """ldm's MiDaSInference: the network under `.model`; calling the wrapper is the native path."""
+
+    def __init__(self, network):
+        super().__init__()
+        self.model = network
+        self.wrapper_calls = 0
+
+    def forward(self, x):
+        self.wrapper_calls += 1
+        return self.model(x).unsqueeze(1)
+
+
+class FakeSDModel:
+    def __init__(self, network=None, filename="512-depth-ema.safetensors"):
+        self.depth_model = DepthModelWrapper(network) if network is not None else None
+        self.native_depth_calls = 0
+        self.sd_checkpoint_info = type("Info", (), {"filename": filename, "name_for_extra": Path(filename).stem})()
+
+    def encode(self, image):
+        return torch.nn.functional.avg_pool2d(image, 8).repeat(1, 2, 1, 1)[:, :4]
+
+
+class ForwardCounter:
+    def __init__(self, module):
+        self.batches = []
+        self.handle = module.register_forward_hook(lambda m, i, o: self.batches.append(i[0].shape[0]))
+
+
+@pytest.fixture()
+def depth_model(webui, hybrid_estimator):
+    model = FakeSDModel(hybrid_estimator)
+    webui.shared.sd_model = model
+    counter = ForwardCounter(hybrid_estimator)
+    yield model, counter
+    counter.handle.remove()
+    webui.shared.sd_model = None
+
+
+def _script(webui, is_img2img=True):
+    script = webui.script_module.Depth2ImgScript()
+    script.is_img2img = is_img2img
+    return script
+
+
+def _picture(height=128, width=192, flip=False):
+    pixels = (synthetic_image(height, width) * 255).astype(np.uint8)
+    return Image.fromarray(pixels[:, ::-1].copy() if flip else pixels)
+
+
+def _img2img(webui, pictures, script_args=(), **kwargs):
+    p = webui.processing.StableDiffusionProcessingImg2Img(pictures, 192, 128, script_args=script_args, **kwargs)
+    processed = webui.processing.process_images(p, [_script(webui)])
+    return p, processed
+
+
+def _expected(webui, estimator, picture_tensor, latent=(16, 24), invert=False):
+    from lib_depth2img.estimators import input_spec_for
+    from lib_depth2img.pipeline import condition_pictures
+
+    return condition_pictures(estimator, picture_tensor, latent, input_spec=input_spec_for("dpt_hybrid"),
+                              invert=invert).conditioning
+
+
+def _as_tensor(picture):
+    return torch.from_numpy(np.asarray(picture, dtype=np.float32) / 255).permute(2, 0, 1)[None]
+
+
+def test_each_picture_of_a_batch_gets_its_own_depth_in_one_forward(webui, depth_model):
+    model, counter = depth_model
+    first, second = _picture(), _picture(flip=True)
+    p, _ = _img2img(webui, [first, second])
+    conditioning = p.sampled_with[0]
+    assert conditioning.shape == (2, 1, 16, 24)
+    assert counter.batches == [2] and model.native_depth_calls == 0 and model.depth_model.wrapper_calls == 0
+    for index, picture in enumerate([first, second]):
+        expected = _expected(webui, model.depth_model.model, _as_tensor(picture))
+        assert torch.allclose(conditioning[index:index + 1], expected, atol=1e-3)
+    assert not torch.allclose(conditioning[0], conditioning[1], atol=1e-2)
+
+
+def test_one_picture_with_batch_size_three_runs_one_small_forward(webui, depth_model):
+    model, counter = depth_model
+    p, _ = _img2img(webui, [_picture()], batch_size=3, n_iter=2)
+    assert counter.batches == [1]
+    assert len(p.sampled_with) == 2 and all(c.shape == (3, 1, 16, 24) for c in p.sampled_with)
+    assert torch.equal(p.sampled_with[0][0], p.sampled_with[0][2])
+
+
+def test_conditioning_follows_the_init_latent_dtype(webui, depth_model):
+    model, _ = depth_model
+    original_encode = model.encode
+    model.encode = lambda image: original_encode(image).half()
+    p, _ = _img2img(webui, [_picture()])
+    assert p.sampled_with[0].dtype == torch.float16
+
+
+def _mask(box=(40, 30, 150, 100)):
+    mask = Image.new("L", (192, 128), 0)
+    ImageDraw.Draw(mask).rectangle(box, fill=255)
+    return mask
+
+
+@pytest.mark.parametrize("fill", [0, 2, 3])
+def test_inpaint_estimates_depth_from_the_untouched_picture(webui, depth_model, fill):
+    model, _ = depth_model
+    picture = _picture()
+    p, _ = _img2img(webui, [picture], mask=_mask(), inpainting_fill=fill)
+    expected = _expected(webui, model.depth_model.model, _as_tensor(picture))
+    assert torch.allclose(p.sampled_with[0], expected, atol=1e-3)
+
+
+def test_inpaint_from_the_fill_when_asked(webui, depth_model):
+    model, _ = depth_model
+    picture = _picture()
+    p, _ = _img2img(webui, [picture], mask=_mask(), inpainting_fill=0, script_args=[{"depth_from_original": False}])
+    untouched = _expected(webui, model.depth_model.model, _as_tensor(picture))
+    assert not torch.allclose(p.sampled_with[0], untouched, atol=1e-3)
+
+
+def test_only_masked_uses_the_crop_the_webui_samples(webui, depth_model):
+    model, _ = depth_model
+    picture = _picture(256, 384)
+    mask = Image.new("L", (384, 256), 0)
+    ImageDraw.Draw(mask).rectangle((96, 64, 287, 191), fill=255)  # a 3:2 crop, as the picture, so no borders
+    p, _ = _img2img(webui, [picture], mask=mask, inpainting_fill=0, inpaint_full_res=True)
+    x, y, w, h = p.paste_to
+    assert (w, h) == (192, 128)
+    crop = picture.crop((x, y, x + w, y + h)).resize((192, 128), Image.LANCZOS)
+    assert torch.allclose(p.sampled_with[0], _expected(webui, model.depth_model.model, _as_tensor(crop)), atol=1e-3)
+
+
+def test_settings_invert_and_infotext(webui, depth_model):
+    model, _ = depth_model
+    picture = _picture()
+    p, _ = _img2img(webui, [picture], script_args=[True, "checkpoint", True])
+    expected = _expected(webui, model.depth_model.model, _as_tensor(picture), invert=True)
+    assert torch.allclose(p.sampled_with[0], expected, atol=1e-3)
+    assert p.extra_generation_params["Depth2img invert"] is True
+    assert p.extra_generation_params["Depth2img"] is True
+
+
+def test_depth_maps_added_to_the_results_when_asked(webui, depth_model):
+    _, processed = _img2img(webui, [_picture(), _picture(flip=True)], script_args=[{"add_depth_to_results": True}])
+    assert len(processed.images) == 4
+    assert processed.images[2].mode == "L" and processed.images[2].size == (192, 128)
+
+
+def test_disabled_leaves_the_native_path_alone(webui, depth_model):
+    model, counter = depth_model
+    p, _ = _img2img(webui, [_picture()], script_args=[False])
+    assert model.native_depth_calls == 1 and counter.batches == []
+    assert "Depth2img" not in p.extra_generation_params
+
+
+def test_same_settings_same_conditioning_whatever_ran_between(webui, depth_model):
+    first, _ = _img2img(webui, [_picture()])
+    _img2img(webui, [_picture(flip=True)], script_args=[{"invert": True}])
+    again, _ = _img2img(webui, [_picture()])
+    assert torch.equal(first.sampled_with[0], again.sampled_with[0])
+
+
+def test_processing_object_and_model_are_left_as_found(webui, depth_model):
+    model, _ = depth_model
+    before = copy.deepcopy(model.depth_model.model.state_dict())
+    p, _ = _img2img(webui, [_picture()])
+    assert "depth2img_image_conditioning" not in vars(p)
+    after = model.depth_model.model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert next(model.depth_model.parameters()).dtype == torch.float32
+
+
+def test_a_failed_depth_pass_still_leaves_p_clean(webui, depth_model):
+    model, _ = depth_model
+    from lib_depth2img import Depth2ImgError
+
+    model.depth_model.model.depth2img_missing_weights = "put dpt_hybrid-midas-501f0c75.pt in models/midas"
+    try:
+        p = webui.processing.StableDiffusionProcessingImg2Img([_picture()], 192, 128)
+        with pytest.raises(Depth2ImgError, match="models/midas"):
+            webui.processing.process_images(p, [_script(webui)])
+        assert "depth2img_image_conditioning" not in vars(p) and p.sampled_with == []
+    finally:
+        del model.depth_model.model.depth2img_missing_weights
+
+
+def test_non_depth_model_costs_nothing_and_says_why_when_asked(webui):
+    webui.shared.sd_model = FakeSDModel(None)
+    try:
+        p, processed = _img2img(webui, [_picture()])
+        assert vars(p).keys().isdisjoint({"depth2img_image_conditioning"}) and processed.comments == ""
+        _, processed = _img2img(webui, [_picture()], script_args=[{"invert": True}])
+        assert "ControlNet" in processed.comments
+    finally:
+        webui.shared.sd_model = None
+
+
+def test_txt2img_guard_stops_before_sampling_with_words(webui, depth_model):
+    from lib_depth2img import Depth2ImgError
+
+    p = webui.processing.StableDiffusionProcessingTxt2Img([], 64, 64)
+    with pytest.raises(Depth2ImgError) as error:
+        webui.processing.process_images(p, [_script(webui, is_img2img=False)])
+    assert str(error.value) == ("512-depth-ema is a depth-to-image model: it needs an input picture. "
+                                "Use the img2img or inpaint tab, or pick another checkpoint.")
+    assert p.sampled_with == [] and "init" not in vars(p)
+
+
+def test_txt2img_with_other_models_is_untouched(webui):
+    webui.shared.sd_model = FakeSDModel(None)
+    try:
+        p = webui.processing.StableDiffusionProcessingTxt2Img([], 64, 64)
+        webui.processing.process_images(p, [_script(webui, is_img2img=False)])
+        assert len(p.sampled_with) == 1
+    finally:
+        webui.shared.sd_model = None
+
+
+def test_offline_loader_builds_without_downloading(webui, tmp_path):
+    from ldm.modules.midas import api
+
+    api.calls.clear()
+    missing = str(tmp_path / "dpt_hybrid-midas-501f0c75.pt")
+    api.ISL_PATHS["dpt_hybrid"] = missing
+    network, _ = api.load_model("dpt_hybrid")
+    assert api.calls == [("build", None)] and api.ISL_PATHS["dpt_hybrid"] == missing
+    assert network.depth2img_expected_weights_file == missing
+    Path(missing).write_bytes(b"")
+    api.calls.clear()
+    api.load_model("dpt_hybrid")
+    assert api.calls == [("build", missing)]  # the file is there: the WebUI's own path, unchanged
+
+
+def test_checkpoint_without_depth_weights_says_which_file_to_put_where(webui, tmp_path, hybrid_estimator):
+    from safetensors.torch import save_file
+
+    from lib_depth2img.webui import model_loading
+
+    checkpoint = tmp_path / "finetune.safetensors"
+    save_file({"model.diffusion_model.input_blocks.0.0.weight": torch.zeros(320, 5, 3, 3)}, str(checkpoint))
+    network = copy.deepcopy(hybrid_estimator)
+    network.depth2img_expected_weights_file = "/webui/models/midas/dpt_hybrid-midas-501f0c75.pt"
+    model = FakeSDModel(network, filename=str(checkpoint))
+    assert model_loading.check_loaded_depth_weights in webui.callbacks.callbacks["model_loaded"]
+    model_loading.check_loaded_depth_weights(model)
+    assert network.depth2img_missing_weights == ("finetune.safetensors carries no MiDaS weights and "
+                                                 "dpt_hybrid-midas-501f0c75.pt is missing: put that file in "
+                                                 "/webui/models/midas, then load the checkpoint again.")
+
+
+def test_xyz_axis_values_override_the_script_args(webui):
+    from lib_depth2img.generation_args import DepthArgs
+    from lib_depth2img.webui import ui
+
+    p = webui.processing.StableDiffusionProcessingImg2Img([], 64, 64)
+    ui._xyz_apply("invert")(p, "True", ["True", "False"])
+    assert ui.args_for(p, [True]) == DepthArgs(invert=True)
+
+
+def test_setting_registered_in_its_own_section(webui):
+    from lib_depth2img.webui import ui
+
+    assert ui.add_settings in webui.callbacks.callbacks["ui_settings"]
+    ui.add_settings()
+    assert webui.shared.opts.data_labels["depth2img_move_to_cpu"].section == ("depth2img", "Depth-to-image")

@@ -1,0 +1,22 @@
+from PIL import Image
+
+
+def resize_image(resize_mode, im, width, height, upscaler_name=None):
+    """0: stretch to width x height; 2: fit inside, centred (the real one also fills the borders)."""
+    if resize_mode == 0:
+        return im.resize((width, height), resample=Image.LANCZOS)
+    if resize_mode != 2:
+        raise NotImplementedError("the imitation covers resize modes 0 and 2")
+    scale = min(width / im.width, height / im.height)
+    fitted = im.resize((round(im.width * scale), round(im.height * scale)), resample=Image.LANCZOS)
+    canvas = Image.new("RGB", (width, height))
+    canvas.paste(fitted, ((width - fitted.width) // 2, (height - fitted.height) // 2))
+    return canvas
+
+
+def flatten(img, bgcolor):
+    if img.mode == "RGBA":
+        background = Image.new("RGBA", img.size, bgcolor)
+        background.paste(img, mask=img)
+        img = background
+    return img.convert("RGB")

@@ -1,0 +1,19 @@
+class AlwaysVisible:
+    pass
+
+
+class Script:
+    is_txt2img = False
+    is_img2img = False
+    infotext_fields = None
+
+    def elem_id(self, item_id):
+        return f"{'img2img' if self.is_img2img else 'txt2img'}_depth-to-image_{item_id}"
+
+
+class ScriptClassData:
+    def __init__(self, script_class, path, basedir, module):
+        self.script_class, self.path, self.basedir, self.module = script_class, path, basedir, module
+
+
+scripts_data = []
