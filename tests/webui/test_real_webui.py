@@ -1,0 +1,159 @@
+"""Against a real WebUI v1.10.1 on CPU (opt-in; see conftest.py): the extension end to end over the API."""
+
+from __future__ import annotations
+
+import base64
+import io
+import threading
+import time
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageDraw
+from reference import synthetic_image
+
+from lib_depth2img.estimators import create_estimator
+from lib_depth2img.pipeline import condition_pictures
+from lib_depth2img.weights import load_estimator_from_file
+
+SIZE = 64  # the tiny model's pictures; depth is still estimated at MiDaS's 384
+
+
+def _b64(picture: Image.Image) -> str:
+    buffer = io.BytesIO()
+    picture.save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def _decode(data: str) -> Image.Image:
+    return Image.open(io.BytesIO(base64.b64decode(data.split(",", 1)[-1])))
+
+
+def _picture(flip: bool = False, size: int = 128) -> Image.Image:
+    pixels = (synthetic_image(size, size) * 255).astype(np.uint8)
+    return Image.fromarray(np.ascontiguousarray(pixels[::-1, ::-1]) if flip else pixels)
+
+
+def _img2img(webui, pictures, settings=None, **extra):
+    payload = {"init_images": [_b64(p) for p in pictures], "prompt": "a house by a lake", "seed": 1234,
+               "steps": 2, "width": SIZE, "height": SIZE, "denoising_strength": 1.0, "sampler_name": "Euler",
+               "cfg_scale": 5, "batch_size": len(pictures), **extra}
+    if settings is not None:
+        payload["alwayson_scripts"] = {"Depth-to-image": {"args": [settings]}}
+    response = webui.post("/sdapi/v1/img2img", payload)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def _wait_for_checkpoint(webui, condition, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition(loaded := webui.get("/sdapi/v1/options").json().get("sd_model_checkpoint")):
+        assert time.monotonic() < deadline, f"no checkpoint load finished in {timeout} s; loaded: {loaded!r}"
+        time.sleep(1)
+
+
+@pytest.fixture(scope="module")
+def depth_checkpoint(webui):
+    # The WebUI loads its first model in a background thread after start-up; a checkpoint change
+    # asked for meanwhile can fail and be rolled back, so wait for that load first.
+    _wait_for_checkpoint(webui, lambda loaded: loaded is not None)
+    response = webui.post("/sdapi/v1/options", {"sd_model_checkpoint": f"{webui.checkpoint}.safetensors"})
+    assert response.status_code == 200, response.text
+    _wait_for_checkpoint(webui, lambda loaded: (loaded or "").startswith(webui.checkpoint))
+    return webui.data_dir / "models" / "Stable-diffusion" / f"{webui.checkpoint}.safetensors"
+
+
+@pytest.fixture(scope="module")
+def our_estimator(depth_checkpoint):
+    """Our DPT with the checkpoint's own MiDaS weights: what the WebUI's depth maps must equal."""
+    return load_estimator_from_file(create_estimator("dpt_hybrid"), depth_checkpoint)
+
+
+def _expected_map(estimator, picture: Image.Image) -> np.ndarray:
+    tensor = torch.from_numpy(np.asarray(picture.convert("RGB"), dtype=np.float32) / 255).permute(2, 0, 1)[None]
+    depth = condition_pictures(estimator, tensor, (SIZE // 8, SIZE // 8)).depth[0, 0]
+    depth = (depth - depth.min()) / (depth.max() - depth.min())
+    image = Image.fromarray(np.round(depth.numpy() * 255).astype(np.uint8)).resize((SIZE, SIZE))
+    return np.asarray(image, dtype=np.float64)
+
+
+def _similar(actual: Image.Image, expected: np.ndarray) -> bool:
+    actual = np.asarray(actual.convert("L"), dtype=np.float64)
+    return np.abs(actual - expected).mean() < 4 and np.corrcoef(actual.ravel(), expected.ravel())[0, 1] > 0.98
+
+
+def test_model_loaded_offline_with_models_midas_empty(webui, depth_checkpoint):
+    assert webui.get("/sdapi/v1/options").json()["sd_model_checkpoint"].startswith(webui.checkpoint)
+    assert list((webui.data_dir / "models" / "midas").iterdir()) == []
+    assert "Downloading midas model weights" not in webui.log.read_text()
+
+
+def test_batch_of_two_pictures_gets_two_depth_maps_each_its_own(webui, our_estimator):
+    first, second = _picture(), _picture(flip=True)
+    result = _img2img(webui, [first, second], {"add_depth_to_results": True})
+    assert len(result["images"]) == 4  # two pictures, then their two depth maps
+    maps = [_decode(data) for data in result["images"][2:]]
+    assert not np.array_equal(np.asarray(maps[0]), np.asarray(maps[1]))
+    assert _similar(maps[0], _expected_map(our_estimator, first.resize((SIZE, SIZE), Image.LANCZOS)))
+    assert _similar(maps[1], _expected_map(our_estimator, second.resize((SIZE, SIZE), Image.LANCZOS)))
+
+
+def _mask(box) -> Image.Image:
+    mask = Image.new("L", (128, 128), 0)
+    ImageDraw.Draw(mask).rectangle(box, fill=255)
+    return mask
+
+
+def test_inpaint_whole_picture_takes_depth_from_the_untouched_picture(webui, our_estimator):
+    picture = _picture()
+    result = _img2img(webui, [picture], {"add_depth_to_results": True}, mask=_b64(_mask((20, 20, 100, 100))),
+                      inpainting_fill=0, inpaint_full_res=False)
+    expected = _expected_map(our_estimator, picture.resize((SIZE, SIZE), Image.LANCZOS))
+    assert _similar(_decode(result["images"][1]), expected)
+
+
+def test_inpaint_only_masked_takes_depth_from_the_sampled_crop(webui, our_estimator):
+    picture = _picture()
+    result = _img2img(webui, [picture], {"add_depth_to_results": True}, mask=_b64(_mask((32, 32, 95, 95))),
+                      inpainting_fill=1, inpaint_full_res=True, inpaint_full_res_padding=0, mask_blur=0)
+    crop = picture.crop((32, 32, 96, 96)).resize((SIZE, SIZE), Image.LANCZOS)
+    assert _similar(_decode(result["images"][1]), _expected_map(our_estimator, crop))
+    whole = _expected_map(our_estimator, picture.resize((SIZE, SIZE), Image.LANCZOS))
+    assert not _similar(_decode(result["images"][1]), whole)
+
+
+def test_infotext_written_and_read_back(webui):
+    result = _img2img(webui, [_picture()], {"invert": True})
+    assert "Depth2img invert: True" in result["info"]
+    parameters = webui.post("/sdapi/v1/png-info", {"image": result["images"][0]}).json()["parameters"]
+    assert parameters["Depth2img invert"] in ("True", True) and parameters["Depth2img"] in ("True", True)
+
+
+def test_positional_arguments_work_too(webui):
+    positional = _img2img(webui, [_picture()], None, alwayson_scripts={"Depth-to-image": {"args": [True,
+                                                                                               "checkpoint", True]}})
+    named = _img2img(webui, [_picture()], {"invert": True})
+    assert positional["images"][0] == named["images"][0]
+
+
+def test_txt2img_is_stopped_with_words_and_writes_nothing(webui, depth_checkpoint):
+    before = webui.output_files()
+    response = webui.post("/sdapi/v1/txt2img", {"prompt": "a house", "steps": 2, "width": SIZE, "height": SIZE,
+                                                "save_images": True})
+    assert response.status_code == 500
+    assert response.json()["errors"] == (f"{webui.checkpoint} is a depth-to-image model: it needs an input picture. "
+                                         "Use the img2img or inpaint tab, or pick another checkpoint.")
+    assert webui.output_files() == before
+
+
+def test_same_seed_same_picture_whatever_ran_between_even_an_interruption(webui):
+    reference = _img2img(webui, [_picture()], {})["images"][0]
+    _img2img(webui, [_picture(flip=True)], {"invert": True, "add_depth_to_results": True},
+             mask=_b64(_mask((10, 10, 60, 60))), inpainting_fill=0)
+    slow = threading.Thread(target=_img2img, args=(webui, [_picture()], {}), kwargs={"steps": 150})
+    slow.start()
+    time.sleep(3)
+    assert webui.post("/sdapi/v1/interrupt", {}).status_code == 200
+    slow.join(timeout=600)
+    assert _img2img(webui, [_picture()], {})["images"][0] == reference
