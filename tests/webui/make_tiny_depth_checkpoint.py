@@ -56,6 +56,9 @@ def main() -> None:
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
     from reference import rule_weights
 
+    for parameter in model.model.parameters():  # ldm zero-initialises output layers: the UNet would ignore depth
+        if not parameter.detach().abs().max():
+            parameter.data.normal_(0, 0.05)
     midas = model.depth_model.model
     midas.load_state_dict(rule_weights({k: tuple(v.shape) for k, v in midas.state_dict().items()}))
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}

@@ -1,0 +1,112 @@
+"""Start a real WebUI with this extension in a throwaway data folder (for the opt-in tests and benchmark).
+
+Nothing in the WebUI folder is changed: checkpoints, extensions, settings and outputs live in
+``data_dir``, whose models/midas stays empty.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).parent.parent.parent
+CHECKPOINT = "tiny-depth"
+
+
+class WebUI:
+    checkpoint = CHECKPOINT
+
+    def __init__(self, url: str, data_dir: Path, log: Path):
+        self.url, self.data_dir, self.log = url, data_dir, log
+
+    def post(self, route: str, payload: dict, timeout: float = 600):
+        import requests
+
+        return requests.post(self.url + route, json=payload, timeout=timeout)
+
+    def get(self, route: str, timeout: float = 60):
+        import requests
+
+        return requests.get(self.url + route, timeout=timeout)
+
+    def output_files(self) -> list[Path]:
+        return sorted(p for p in (self.data_dir / "outputs").rglob("*") if p.is_file())
+
+
+def webui_python(webui_dir: str) -> str:
+    return os.environ.get("DEPTH2IMG_WEBUI_PYTHON") or str(Path(webui_dir) / "venv" / "bin" / "python")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def running_webui(webui_dir: str, data_dir: Path):
+    python = webui_python(webui_dir)
+    models = data_dir / "models" / "Stable-diffusion"
+    (data_dir / "models" / "midas").mkdir(parents=True)
+    (data_dir / "extensions").mkdir()
+    (data_dir / "extensions" / "sd-webui-depth2img").symlink_to(ROOT, target_is_directory=True)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False",
+           "PYTHONUNBUFFERED": "1"}
+    subprocess.run([python, str(Path(__file__).parent / "make_tiny_depth_checkpoint.py"), webui_dir, str(models),
+                    "--name", CHECKPOINT], check=True, env=env, cwd=webui_dir, timeout=900)
+    # --skip-prepare-environment skips extensions' install.py: run ours as the WebUI would.
+    subprocess.run([python, str(ROOT / "install.py")], check=True, cwd=webui_dir, timeout=600,
+                   env={**env, "PYTHONPATH": os.pathsep.join(filter(None, [webui_dir, env.get("PYTHONPATH")]))})
+    port = _free_port()
+    log = data_dir / "webui.log"
+    command = [python, "launch.py", "--skip-prepare-environment", "--skip-torch-cuda-test", "--use-cpu", "all",
+               "--no-half", "--precision", "full", "--api", "--port", str(port), "--data-dir", str(data_dir),
+               "--skip-version-check", "--no-download-sd-model"]
+    with log.open("w") as log_file:
+        server = subprocess.Popen(command, cwd=webui_dir, env=env, stdout=log_file, stderr=subprocess.STDOUT,
+                                  stdin=subprocess.DEVNULL)
+    instance = WebUI(f"http://127.0.0.1:{port}", data_dir, log)
+    try:
+        _wait_until_up(instance, server)
+        _wait_for_checkpoint(instance, lambda loaded: loaded is not None)
+        response = instance.post("/sdapi/v1/options", {"sd_model_checkpoint": f"{CHECKPOINT}.safetensors"})
+        assert response.status_code == 200, response.text
+        _wait_for_checkpoint(instance, lambda loaded: (loaded or "").startswith(CHECKPOINT))
+        yield instance
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            server.kill()
+
+
+def _wait_until_up(instance: WebUI, server: subprocess.Popen, timeout: float = 600) -> None:
+    import requests
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"the WebUI exited with code {server.returncode}:\n{instance.log.read_text()[-4000:]}")
+        try:
+            if instance.get("/sdapi/v1/sd-models", timeout=5).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(2)
+    raise RuntimeError(f"the WebUI did not answer within {timeout} s:\n{instance.log.read_text()[-4000:]}")
+
+
+def _wait_for_checkpoint(instance: WebUI, condition, timeout: float = 300) -> None:
+    """The first model loads in a background thread after start-up, and a checkpoint change asked
+    for meanwhile can fail and be rolled back: wait for each load to finish."""
+    deadline = time.monotonic() + timeout
+    while not condition(loaded := instance.get("/sdapi/v1/options").json().get("sd_model_checkpoint")):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"no checkpoint load finished in {timeout} s; loaded: {loaded!r}:\n"
+                               f"{instance.log.read_text()[-4000:]}")
+        time.sleep(1)
