@@ -283,6 +283,12 @@ def test_checkpoint_without_depth_weights_says_which_file_to_put_where(webui, tm
     assert network.depth2img_missing_weights == ("finetune.safetensors carries no MiDaS weights and "
                                                  "dpt_hybrid-midas-501f0c75.pt is missing: put that file in "
                                                  "/webui/models/midas, then load the checkpoint again.")
+    with_weights = tmp_path / "512-depth-ema.safetensors"
+    save_file({"depth_model.model.pretrained.model.patch_embed.backbone.stem.conv.weight": torch.zeros(1)},
+              str(with_weights))
+    model.sd_checkpoint_info.filename = str(with_weights)  # the WebUI reuses the model for the next checkpoint
+    model_loading.check_loaded_depth_weights(model)
+    assert not hasattr(network, "depth2img_missing_weights")
 
 
 def test_xyz_axis_values_override_the_script_args(webui):

@@ -48,6 +48,7 @@ def check_loaded_depth_weights(sd_model) -> None:
     expected_file = getattr(network, WEIGHTS_FILE_ATTRIBUTE, None)
     if network is None or expected_file is None:
         return
+    network.__dict__.pop(MISSING_ATTRIBUTE, None)  # the WebUI reuses the network when switching checkpoints
     checkpoint = sd_model.sd_checkpoint_info.filename
     if estimator_from_weights(read_tensor_index(checkpoint)) is None:
         message = (f"{os.path.basename(checkpoint)} carries no MiDaS weights and {os.path.basename(expected_file)} "

@@ -181,3 +181,25 @@ def test_xyz_plot_axis_changes_the_depth_setting_per_cell(webui):
     inverted = _pixels(_img2img(webui, [_picture()], {"invert": True})["images"][0])
     assert np.array_equal(cells[0], plain) and np.array_equal(cells[1], inverted)
     assert not np.array_equal(plain, inverted)
+
+
+def test_checkpoint_without_depth_weights_says_which_file_to_put_where(webui, depth_checkpoint):
+    from safetensors.torch import load_file, save_file
+
+    folder = depth_checkpoint.parent
+    state = load_file(str(depth_checkpoint))
+    without = {k: v for k, v in state.items() if not k.startswith("depth_model.")}
+    save_file(without, str(folder / "no-midas.safetensors"))
+    (folder / "no-midas.yaml").write_text((folder / f"{webui.checkpoint}.yaml").read_text())
+    assert webui.post("/sdapi/v1/refresh-checkpoints", {}).status_code == 200
+    try:
+        assert webui.post("/sdapi/v1/options", {"sd_model_checkpoint": "no-midas.safetensors"}).status_code == 200
+        response = webui.post("/sdapi/v1/img2img", {"init_images": [_b64(_picture())], "prompt": "x", "steps": 2,
+                                                    "width": SIZE, "height": SIZE, "denoising_strength": 1.0})
+        assert response.status_code == 500
+        assert response.json()["errors"] == (
+            "no-midas.safetensors carries no MiDaS weights and dpt_hybrid-midas-501f0c75.pt is missing: put that "
+            f"file in {webui.data_dir / 'models' / 'midas'}, then load the checkpoint again.")
+    finally:
+        webui.post("/sdapi/v1/options", {"sd_model_checkpoint": f"{webui.checkpoint}.safetensors"})
+    assert len(_img2img(webui, [_picture()], {})["images"]) == 1  # back on the depth checkpoint, all is well
