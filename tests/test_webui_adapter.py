@@ -306,3 +306,23 @@ def test_setting_registered_in_its_own_section(webui):
     assert ui.add_settings in webui.callbacks.callbacks["ui_settings"]
     ui.add_settings()
     assert webui.shared.opts.data_labels["depth2img_move_to_cpu"].section == ("depth2img", "Depth-to-image")
+
+
+def test_move_to_cpu_setting_moves_the_network_only_around_its_use(webui, depth_model):
+    from modules import devices
+
+    model, _ = depth_model
+    moves = []
+    model.depth_model.to = lambda device: moves.append(str(device))  # records; the network stays where it is
+    devices.device, webui.shared.opts.data["depth2img_move_to_cpu"] = torch.device("cuda"), True
+    try:
+        _img2img(webui, [_picture()])
+        assert moves == ["cuda", "cpu"]  # to the compute device for the forward, then back to the CPU
+        moves.clear()
+        webui.shared.opts.data["depth2img_move_to_cpu"] = False
+        _img2img(webui, [_picture()])
+        assert moves == []
+    finally:
+        devices.device = devices.cpu
+        webui.shared.opts.data.pop("depth2img_move_to_cpu", None)
+        del model.depth_model.to

@@ -71,7 +71,7 @@ def _run_on_compute_device(sd_model) -> None:
 
 
 def before_process(p, args: DepthArgs) -> None:
-    _generations.pop(id(p), None)
+    _generations.clear()  # one generation at a time: what a failed one left goes now, not never
     if not args.enabled:
         return
     if not is_depth_model(p.sd_model):
