@@ -2,24 +2,35 @@
 
 from modules import script_callbacks, scripts
 
-from lib_depth2img.webui import generation, model_loading, ui
+from lib_depth2img.webui import generation, model_loading, preview, routes, ui
 
 model_loading.install_offline_midas_loader()
 script_callbacks.on_model_loaded(model_loading.check_loaded_depth_weights)
+script_callbacks.on_image_saved(generation.on_image_saved)
+script_callbacks.on_app_started(routes.register_routes)
 ui.register_callbacks()
 
 
 class Depth2ImgScript(scripts.Script):
+    def __init__(self):
+        self.picture_inputs = {}
+
     def title(self):
         return "Depth-to-image"
 
     def show(self, is_img2img):
+        # The img2img pictures are created before ui() runs: catch them as they are made, once.
+        if is_img2img and self.is_img2img and not self.picture_inputs:
+            for elem_id in preview.PICTURE_INPUTS:
+                self.picture_inputs[elem_id] = None
+                self.on_after_component(lambda c, e=elem_id: self.picture_inputs.__setitem__(e, c.component),
+                                        elem_id=elem_id)
         return scripts.AlwaysVisible
 
     def ui(self, is_img2img):
         if not is_img2img:
             return []  # txt2img only needs the guard
-        controls, self.infotext_fields = ui.build_controls(self.elem_id)
+        controls, self.infotext_fields = ui.build_controls(self.elem_id, self.picture_inputs)
         return controls
 
     def before_process(self, p, *args):
@@ -30,6 +41,9 @@ class Depth2ImgScript(scripts.Script):
 
     def process_before_every_sampling(self, p, *args, **kwargs):
         generation.process_before_every_sampling(p)
+
+    def postprocess_image_after_composite(self, p, pp, *args):
+        generation.postprocess_image_after_composite(p)
 
     def postprocess(self, p, processed, *args):
         generation.postprocess(p, processed)

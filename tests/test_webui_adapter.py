@@ -326,3 +326,88 @@ def test_move_to_cpu_setting_moves_the_network_only_around_its_use(webui, depth_
         devices.device = devices.cpu
         webui.shared.opts.data.pop("depth2img_move_to_cpu", None)
         del model.depth_model.to
+
+
+def test_depth_maps_in_results_carry_their_pictures_infotexts(webui, depth_model):
+    _, processed = _img2img(webui, [_picture(), _picture(flip=True)], script_args=[{"add_depth_to_results": True}])
+    assert processed.infotexts == ["picture 0", "picture 1", "picture 0", "picture 1"]
+
+
+def test_depth_maps_saved_beside_their_pictures_when_the_setting_says_so(webui, depth_model, tmp_path):
+    model, _ = depth_model
+    first, second = _picture(), _picture(flip=True)
+    p = webui.processing.StableDiffusionProcessingImg2Img([first, second], 192, 128)
+    webui.shared.opts.data["depth2img_save_depth_maps"] = True
+    try:
+        webui.processing.process_images(p, [_script(webui)], outpath=str(tmp_path))
+    finally:
+        webui.shared.opts.data.pop("depth2img_save_depth_maps")
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["00000-1234-depth.png", "00000-1234.png",
+                                                          "00001-1234-depth.png", "00001-1234.png"]
+    from lib_depth2img.depth_image import depth_to_image
+    from lib_depth2img.estimators import input_spec_for
+    from lib_depth2img.pipeline import condition_pictures
+
+    depth = condition_pictures(model.depth_model.model, _as_tensor(second), (16, 24),
+                               input_spec=input_spec_for("dpt_hybrid")).depth[0]
+    expected = np.asarray(depth_to_image(depth).resize((192, 128)), dtype=float)
+    saved = np.asarray(Image.open(tmp_path / "00001-1234-depth.png"), dtype=float)
+    assert np.abs(saved - expected).mean() < 2  # batched vs single forward differ in the last bits only
+
+
+def test_nothing_saved_without_the_setting(webui, depth_model, tmp_path):
+    p = webui.processing.StableDiffusionProcessingImg2Img([_picture()], 192, 128)
+    webui.processing.process_images(p, [_script(webui)], outpath=str(tmp_path))
+    assert [f.name for f in tmp_path.iterdir()] == ["00000-1234.png"]
+
+
+def _preview(picture, tab=0, settings=(True, "checkpoint", False, True, False)):
+    from lib_depth2img.webui import preview
+
+    pictures = [None] * len(preview.PICTURE_INPUTS)
+    pictures[tab] = picture
+    return preview.preview_depth(tab, *pictures, *settings)
+
+
+def test_preview_shows_the_depth_of_the_current_tabs_picture(webui, depth_model):
+    model, counter = depth_model
+    picture = _picture()
+    image, message = _preview(picture)
+    assert image.size == picture.size and image.mode == "L" and "192x128" in message
+    from lib_depth2img.depth_image import depth_to_image
+    from lib_depth2img.estimators import input_spec_for
+    from lib_depth2img.pipeline import condition_pictures
+
+    depth = condition_pictures(model.depth_model.model, _as_tensor(picture), (16, 24),
+                               input_spec=input_spec_for("dpt_hybrid")).depth[0]
+    assert np.array_equal(np.asarray(image), np.asarray(depth_to_image(depth).resize(picture.size)))
+    inverted, _ = _preview(picture, settings=(True, "checkpoint", True, True, False))
+    assert np.abs(np.asarray(inverted, dtype=int) + np.asarray(image, dtype=int) - 255).mean() < 2
+    inpaint, _ = _preview({"image": picture, "mask": _mask()}, tab=2)
+    assert np.array_equal(np.asarray(inpaint), np.asarray(image))
+
+
+def test_preview_says_what_is_missing(webui, depth_model):
+    from lib_depth2img.webui import preview
+
+    assert _preview(None) == (None, preview.NO_PICTURE)
+    assert _preview(_picture(), tab=-1) == (None, preview.NO_PICTURE)
+    webui.shared.sd_model = FakeSDModel(None)
+    image, message = _preview(_picture())
+    assert image is None and "depth checkpoint" in message
+
+
+def test_checkpoint_route_answers_only_for_listed_checkpoints(webui, tmp_path):
+    from modules import sd_models
+    from safetensors.torch import save_file
+
+    from lib_depth2img.webui import routes
+
+    path = tmp_path / "512-depth-ema.safetensors"
+    save_file({"model.diffusion_model.input_blocks.0.0.weight": torch.zeros(320, 5, 3, 3)}, str(path))
+    sd_models.checkpoint_aliases["512-depth-ema.safetensors [abc]"] = sd_models.CheckpointInfo(
+        str(path), "512-depth-ema.safetensors [abc]")
+    verdict = routes.checkpoint_verdict("512-depth-ema.safetensors [abc]")
+    assert verdict["is_depth"] is True and verdict["estimator"] == "dpt_hybrid" and "5 input" in verdict["reason"]
+    assert routes.checkpoint_verdict(str(path)) is None  # a path is never looked up
+    assert routes.checkpoint_verdict("../../etc/passwd") is None

@@ -8,7 +8,8 @@ before every sampling. Nothing else of the WebUI is changed.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import os
+from dataclasses import dataclass
 
 import torch
 from modules import devices, shared
@@ -24,6 +25,7 @@ from lib_depth2img.webui import model_loading
 from lib_depth2img.webui.pictures import depth_pictures
 
 NATIVE_DEPTH_METHOD = "depth2img_image_conditioning"
+SAVE_OPTION = "depth2img_save_depth_maps"
 NOT_A_DEPTH_MODEL = ("Depth-to-image needs a Stable Diffusion 2 depth checkpoint (such as 512-depth-ema); "
                      "the loaded checkpoint is not one. For SD 1.5 models, use ControlNet's depth model.")
 
@@ -32,8 +34,7 @@ NOT_A_DEPTH_MODEL = ("Depth-to-image needs a Stable Diffusion 2 depth checkpoint
 class _Generation:
     args: DepthArgs
     result: DepthConditioning | None = None
-    batch_size: int = 1
-    notes: list[str] = field(default_factory=list)
+    pending_save: int | None = None  # batch index of the picture the WebUI is about to save
 
 
 _generations: dict[int, _Generation] = {}  # by id(p); the WebUI runs one generation at a time
@@ -48,7 +49,7 @@ def _checkpoint_name(sd_model) -> str:
     return getattr(info, "name_for_extra", None) or getattr(info, "title", None) or "This checkpoint"
 
 
-def _estimator(sd_model) -> tuple[torch.nn.Module, str]:
+def estimator(sd_model) -> tuple[torch.nn.Module, str]:
     network = sd_model.depth_model.model
     missing = getattr(network, model_loading.MISSING_ATTRIBUTE, None)
     if missing:
@@ -60,7 +61,7 @@ def _estimator(sd_model) -> tuple[torch.nn.Module, str]:
     return network, name
 
 
-def _run_on_compute_device(sd_model) -> None:
+def run_on_compute_device(sd_model) -> None:
     """--lowvram/--medvram move the depth network to the GPU in a forward pre-hook of ``depth_model``,
     which calling its inner network skips; run those hooks as the native path would trigger them."""
     depth_model = sd_model.depth_model
@@ -84,20 +85,21 @@ def before_process(p, args: DepthArgs) -> None:
 
     def depth2img_image_conditioning(source_image: torch.Tensor) -> torch.Tensor:
         p.__dict__.pop(NATIVE_DEPTH_METHOD, None)  # one call per init; p is as it was afterwards
-        network, name = _estimator(p.sd_model)
-        _run_on_compute_device(p.sd_model)
+        network, name = estimator(p.sd_model)
         pictures = depth_pictures(p, source_image, args.depth_from_original)
-        generation.result = condition_pictures(
-            network, pictures, tuple(p.init_latent.shape[-2:]), input_spec=input_spec_for(name), invert=args.invert,
-            dtype=p.init_latent.dtype)
-        generation.batch_size = source_image.shape[0]
-        _offload(p.sd_model)
+        run_on_compute_device(p.sd_model)
+        try:
+            generation.result = condition_pictures(
+                network, pictures, tuple(p.init_latent.shape[-2:]), input_spec=input_spec_for(name),
+                invert=args.invert, dtype=p.init_latent.dtype)
+        finally:
+            offload(p.sd_model)
         return _batch_conditioning(generation, p.init_latent)
 
     setattr(p, NATIVE_DEPTH_METHOD, depth2img_image_conditioning)
 
 
-def _offload(sd_model) -> None:
+def offload(sd_model) -> None:
     if shared.opts.data.get("depth2img_move_to_cpu", False) and not getattr(sd_model, "lowvram", False):
         sd_model.depth_model.to(devices.cpu)
 
@@ -115,13 +117,40 @@ def process_before_every_sampling(p) -> None:
         p.image_conditioning = _batch_conditioning(generation, p.init_latent)
 
 
+def _depth_picture(p, generation: _Generation, index: int):
+    maps = generation.result.depth
+    return depth_to_image(maps[index % len(maps)]).resize((p.width, p.height))
+
+
+def postprocess_image_after_composite(p) -> None:
+    """The WebUI saves picture ``p.batch_index`` right after this hook: mark it for ``on_image_saved``."""
+    generation = _generations.get(id(p))
+    if generation is not None and generation.result is not None and shared.opts.data.get(SAVE_OPTION, False):
+        generation.pending_save = p.batch_index
+
+
+def on_image_saved(params) -> None:
+    """Saves the depth map of the picture just saved beside it: same file name, ``-depth`` suffix."""
+    generation = _generations.get(id(params.p))
+    if generation is None or generation.pending_save is None:
+        return
+    index, generation.pending_save = generation.pending_save, None
+    _depth_picture(params.p, generation, index).save(f"{os.path.splitext(params.filename)[0]}-depth.png")
+
+
 def postprocess(p, processed) -> None:
+    """Appends one depth map per distinct picture, each with the infotext of the picture it conditioned,
+    so the gallery's save and info buttons still find an infotext at every index."""
     p.__dict__.pop(NATIVE_DEPTH_METHOD, None)
     generation = _generations.pop(id(p), None)
     if generation is None or generation.result is None or not generation.args.add_depth_to_results:
         return
-    for depth in generation.result.depth:
-        processed.images.append(depth_to_image(depth).resize((p.width, p.height)))
+    first = getattr(processed, "index_of_first_image", 0)
+    for index in range(len(generation.result.depth)):
+        processed.images.append(_depth_picture(p, generation, index))
+        infotexts = getattr(processed, "infotexts", None)
+        if infotexts is not None and first + index < len(infotexts):
+            infotexts.append(infotexts[first + index])
 
 
 def guard_txt2img(p) -> None:

@@ -7,19 +7,25 @@ import dataclasses
 from modules import script_callbacks, scripts, shared
 
 from lib_depth2img.generation_args import DepthArgs, setting_metadata
+from lib_depth2img.webui import generation, preview
 
 XYZ_OVERRIDES_ATTRIBUTE = "depth2img_xyz_overrides"
 
 
-def build_controls(elem_id) -> tuple[list, list]:
-    """The accordion and its controls in ``DepthArgs`` field order, and the infotext fields that restore them."""
+def build_controls(elem_id, picture_inputs: dict) -> tuple[list, list]:
+    """The accordion and its controls in ``DepthArgs`` field order, and the infotext fields that restore them.
+
+    ``picture_inputs``: the img2img tabs' picture components by elem id, for Preview depth.
+    """
     import gradio as gr  # only when the UI is built: generations and the API do not need it
+    from modules.call_queue import wrap_queued_call
     from modules.ui_components import InputAccordion
 
     defaults = DepthArgs()
     meta = {name: setting_metadata(name) for name in DepthArgs.names()}
     # No tooltip on the accordion: the WebUI's gradio patch takes tooltips on inputs, not on blocks.
     with InputAccordion(defaults.enabled, label=meta["enabled"]["label"], elem_id=elem_id("enabled")) as enabled:
+        gr.HTML("", elem_id="depth2img_status")  # filled by javascript/depth2img.js from the checkpoint route
         controls = [enabled]
         for name in DepthArgs.names()[1:]:
             label, help_text, choices = meta[name]["label"], meta[name]["help"], meta[name]["choices"]
@@ -30,6 +36,15 @@ def build_controls(elem_id) -> tuple[list, list]:
                 control = gr.Checkbox(value=getattr(defaults, name), label=label, elem_id=elem_id(name),
                                       tooltip=help_text)
             controls.append(control)
+        with gr.Row():
+            preview_button = gr.Button("Preview depth", elem_id="depth2img_preview_button")
+            tab_index = gr.Number(value=-1, visible=False)
+        preview_message = gr.HTML("", elem_id="depth2img_preview_message")
+        preview_image = gr.Image(label="Depth preview", type="pil", interactive=False, elem_id="depth2img_preview")
+    pictures = [picture_inputs.get(name) or gr.State(None) for name in preview.PICTURE_INPUTS]
+    # _js puts the selected img2img tab's index first; the page's get_tab_index comes from the WebUI.
+    preview_button.click(fn=wrap_queued_call(preview.preview_depth), _js="depth2imgPreviewInputs",
+                         inputs=[tab_index, *pictures, *controls], outputs=[preview_image, preview_message])
     infotext_fields = [(control, _restore_from_infotext(name)) for control, name in zip(controls, DepthArgs.names(),
                                                                                       strict=True)]
     return controls, infotext_fields
@@ -55,6 +70,9 @@ def add_settings() -> None:
     shared.opts.add_option("depth2img_move_to_cpu", shared.OptionInfo(
         False, "Move the depth estimator to the CPU after each generation (saves about 0.5 GB of GPU memory, "
                "costs a transfer per generation)", section=section))
+    shared.opts.add_option(generation.SAVE_OPTION, shared.OptionInfo(
+        False, "Save the depth maps added to the results beside the pictures (same file name, -depth suffix)",
+        section=section))
 
 
 def add_xyz_axes() -> None:

@@ -9,12 +9,14 @@ import numpy as np
 import torch
 from PIL import Image, ImageFilter
 
-from modules import images, shared
+from modules import images, script_callbacks, shared
 
 
 class Processed:
     def __init__(self, p, images_list):
         self.images = images_list
+        self.infotexts = [f"picture {i}" for i in range(len(images_list))]
+        self.index_of_first_image = 0
         self.comments = "".join(f"{comment}\n" for comment in p.comments)
 
 
@@ -95,13 +97,25 @@ class StableDiffusionProcessingTxt2Img(StableDiffusionProcessingImg2Img):
         pass
 
 
-def process_images(p, scripts):
+def process_images(p, scripts, outpath=None):
+    """``outpath``: save each picture there as the WebUI does (``<number>-<seed>.png``), else save nothing."""
     for script in scripts:
         script.before_process(p, *p.script_args_for(script))
     p.init([], [], [])
+    pictures = []
     for _ in range(p.n_iter):
         p.sample(scripts)
-    processed = Processed(p, [Image.new("RGB", (p.width, p.height)) for _ in range(p.batch_size * p.n_iter)])
+        for i in range(p.batch_size):
+            p.batch_index = i
+            picture = Image.new("RGB", (p.width, p.height))
+            for script in scripts:
+                script.postprocess_image_after_composite(p, None, *p.script_args_for(script))
+            if outpath is not None:
+                filename = f"{outpath}/{len(pictures):05}-1234.png"
+                picture.save(filename)
+                script_callbacks.image_saved_callback(script_callbacks.ImageSaveParams(picture, p, filename, {}))
+            pictures.append(picture)
+    processed = Processed(p, pictures)
     for script in scripts:
         script.postprocess(p, processed, *p.script_args_for(script))
     return processed

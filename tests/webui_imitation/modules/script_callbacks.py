@@ -1,4 +1,4 @@
-callbacks = {"ui_settings": [], "model_loaded": [], "before_ui": [], "app_started": []}
+callbacks = {"ui_settings": [], "model_loaded": [], "before_ui": [], "app_started": [], "image_saved": []}
 
 
 def on_ui_settings(callback, *, name=None):
@@ -15,3 +15,17 @@ def on_before_ui(callback, *, name=None):
 
 def on_app_started(callback, *, name=None):
     callbacks["app_started"].append(callback)
+
+
+class ImageSaveParams:
+    def __init__(self, image, p, filename, pnginfo):
+        self.image, self.p, self.filename, self.pnginfo = image, p, filename, pnginfo
+
+
+def on_image_saved(callback, *, name=None):
+    callbacks["image_saved"].append(callback)
+
+
+def image_saved_callback(params):
+    for callback in callbacks["image_saved"]:
+        callback(params)

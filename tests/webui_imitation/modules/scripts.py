@@ -6,6 +6,13 @@ class Script:
     is_txt2img = False
     is_img2img = False
     infotext_fields = None
+    on_after_component_elem_id = None
+
+    def on_after_component(self, callback, *, elem_id):
+        self.on_after_component_elem_id = (self.on_after_component_elem_id or []) + [(elem_id, callback)]
+
+    def postprocess_image_after_composite(self, p, pp, *args):
+        pass
 
     def elem_id(self, item_id):
         return f"{'img2img' if self.is_img2img else 'txt2img'}_depth-to-image_{item_id}"

@@ -1,0 +1,50 @@
+"""Preview depth: the depth map of the picture in the current img2img/inpaint tab, with the current settings."""
+
+from __future__ import annotations
+
+from modules import images, shared
+from PIL import Image
+
+from lib_depth2img.depth_image import depth_to_image
+from lib_depth2img.errors import Depth2ImgError
+from lib_depth2img.estimators import input_spec_for
+from lib_depth2img.generation_args import DepthArgs
+from lib_depth2img.pipeline import condition_pictures
+from lib_depth2img.webui import generation
+from lib_depth2img.webui.pictures import pil_to_tensor
+
+# Elem ids of the img2img tabs' picture inputs, in the tabs' order (img2img, sketch, inpaint,
+# inpaint sketch, inpaint upload); the batch tab has no single picture.
+PICTURE_INPUTS = ("img2img_image", "img2img_sketch", "img2maskimg", "inpaint_sketch", "img_inpaint_base")
+NO_PICTURE = "Load a picture in the img2img or inpaint tab first."
+
+
+def _picture(value) -> Image.Image | None:
+    if isinstance(value, dict):  # the inpaint editor hands {"image": ..., "mask": ...}
+        value = value.get("image")
+    return value if isinstance(value, Image.Image) else None
+
+
+def preview_depth(tab_index, *values) -> tuple[Image.Image | None, str]:
+    """Returns (depth picture or None, a message for people). ``values``: the pictures, then the settings."""
+    pictures, settings = values[: len(PICTURE_INPUTS)], values[len(PICTURE_INPUTS):]
+    index = int(tab_index) if isinstance(tab_index, (int, float)) else -1
+    picture = _picture(pictures[index]) if 0 <= index < len(pictures) else None
+    if picture is None:
+        return None, NO_PICTURE
+    sd_model = shared.sd_model
+    if not generation.is_depth_model(sd_model):
+        return None, generation.NOT_A_DEPTH_MODEL
+    try:
+        args = DepthArgs.from_script_args(settings)
+        network, name = generation.estimator(sd_model)
+        rgb = pil_to_tensor(images.flatten(picture, shared.opts.img2img_background_color))[None]
+        generation.run_on_compute_device(sd_model)
+        try:
+            depth = condition_pictures(network, rgb, (max(rgb.shape[-2] // 8, 1), max(rgb.shape[-1] // 8, 1)),
+                                       input_spec=input_spec_for(name), invert=args.invert).depth
+        finally:
+            generation.offload(sd_model)
+    except Depth2ImgError as error:
+        return None, str(error)
+    return depth_to_image(depth[0]).resize(picture.size), f"Depth of the {picture.width}x{picture.height} picture."
