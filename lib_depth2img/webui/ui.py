@@ -10,6 +10,9 @@ from lib_depth2img.generation_args import DepthArgs, setting_metadata
 from lib_depth2img.webui import generation, preview
 
 XYZ_OVERRIDES_ATTRIBUTE = "depth2img_xyz_overrides"
+# Puts the selected img2img tab's index first (get_tab_index is the WebUI's); inline, so no global.
+SELECTED_TAB_FIRST = ("(...args) => { args[0] = typeof get_tab_index === 'function' ? "
+                      "get_tab_index('mode_img2img') : -1; return args; }")
 
 
 def build_controls(elem_id, picture_inputs: dict) -> tuple[list, list]:
@@ -42,8 +45,7 @@ def build_controls(elem_id, picture_inputs: dict) -> tuple[list, list]:
         preview_message = gr.HTML("", elem_id="depth2img_preview_message")
         preview_image = gr.Image(label="Depth preview", type="pil", interactive=False, elem_id="depth2img_preview")
     pictures = [picture_inputs.get(name) or gr.State(None) for name in preview.PICTURE_INPUTS]
-    # _js puts the selected img2img tab's index first; the page's get_tab_index comes from the WebUI.
-    preview_button.click(fn=wrap_queued_call(preview.preview_depth), _js="depth2imgPreviewInputs",
+    preview_button.click(fn=wrap_queued_call(preview.preview_depth), _js=SELECTED_TAB_FIRST,
                          inputs=[tab_index, *pictures, *controls], outputs=[preview_image, preview_message])
     infotext_fields = [(control, _restore_from_infotext(name)) for control, name in zip(controls, DepthArgs.names(),
                                                                                       strict=True)]

@@ -1,0 +1,88 @@
+// Depth-to-image: tells people what works with the checkpoint picked at the top of the page.
+// Reads the quicksettings checkpoint, asks the extension's route whether it is a depth model,
+// and shows a notice above txt2img's Generate and a line in the img2img accordion. Anything
+// missing (markup, route) means no notice, never a broken page. Binds no events: it re-reads
+// the state on the WebUI's own update callbacks, so nothing can be bound twice.
+(function() {
+    var ROUTE = "depth2img/checkpoint?title=";
+    var NOTICE_ID = "depth2img_txt2img_notice";
+    var asked = null; // the checkpoint title last asked about
+    var answer = null; // the route's answer for it, or null while unknown or on failure
+
+    function selectedTitle() {
+        var input = gradioApp().querySelector("#setting_sd_model_checkpoint input");
+        if (input && input.value) {
+            return input.value;
+        }
+        return (typeof opts === "object" && opts && opts.sd_model_checkpoint) || null;
+    }
+
+    function renderNotice(app) {
+        var notice = app.querySelector("#" + NOTICE_ID);
+        var generateBox = app.querySelector("#txt2img_generate_box");
+        if (!(answer && answer.is_depth)) {
+            if (notice) {
+                notice.remove();
+            }
+            return;
+        }
+        if (!notice && generateBox && generateBox.parentElement) {
+            notice = document.createElement("div");
+            notice.id = NOTICE_ID;
+            notice.className = "depth2img-notice";
+            generateBox.parentElement.insertBefore(notice, generateBox);
+        }
+        if (notice) {
+            notice.textContent = answer.title + " is a depth-to-image model: txt2img cannot use it. " +
+                "Use the img2img or inpaint tab, where depth comes from your picture, or pick another checkpoint.";
+        }
+    }
+
+    function renderStatus(app) {
+        var status = app.querySelector("#depth2img_status");
+        if (!status) {
+            return;
+        }
+        if (!answer) {
+            status.textContent = "";
+        } else if (answer.is_depth) {
+            status.textContent = "Depth is active: " + (answer.estimator || "MiDaS") + " depth from the checkpoint.";
+        } else {
+            status.textContent = "Depth needs a depth checkpoint such as 512-depth-ema; the selected one is not. " +
+                "For SD 1.5 models, use ControlNet's depth model.";
+        }
+    }
+
+    function render() {
+        var app = gradioApp();
+        renderNotice(app);
+        renderStatus(app);
+    }
+
+    function refresh() {
+        var title = selectedTitle();
+        if (!title || title === asked) {
+            return;
+        }
+        asked = title;
+        answer = null;
+        render();
+        fetch(ROUTE + encodeURIComponent(title))
+            .then(function(response) {
+                return response.ok ? response.json() : null;
+            })
+            .catch(function() {
+                return null;
+            })
+            .then(function(json) {
+                if (asked === title) {
+                    answer = json && typeof json.is_depth === "boolean" ? json : null;
+                    render();
+                }
+            });
+    }
+
+    onUiLoaded(refresh);
+    onUiUpdate(refresh);
+    onOptionsChanged(refresh);
+})();
