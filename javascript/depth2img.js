@@ -39,7 +39,9 @@
     }
 
     function renderStatus(app) {
-        var status = app.querySelector("#depth2img_status");
+        // gradio gives an HTML component's id to its block and to the inner element: write the innermost.
+        var found = app.querySelectorAll("#depth2img_status");
+        var status = found[found.length - 1];
         if (!status) {
             return;
         }

@@ -203,3 +203,25 @@ def test_checkpoint_without_depth_weights_says_which_file_to_put_where(webui, de
     finally:
         webui.post("/sdapi/v1/options", {"sd_model_checkpoint": f"{webui.checkpoint}.safetensors"})
     assert len(_img2img(webui, [_picture()], {})["images"]) == 1  # back on the depth checkpoint, all is well
+
+
+def test_checkpoint_route_answers_for_listed_titles_only(webui, depth_checkpoint):
+    verdict = webui.get(f"/depth2img/checkpoint?title={webui.checkpoint}.safetensors").json()
+    assert verdict["is_depth"] is True and verdict["estimator"] == "dpt_hybrid"
+    assert "declares a depth-to-image model" in verdict["reason"]
+    assert webui.get("/depth2img/checkpoint?title=nothing.safetensors").status_code == 404
+    assert webui.get(f"/depth2img/checkpoint?title={depth_checkpoint}").status_code == 404  # never a path
+
+
+def test_depth_maps_saved_beside_the_pictures_when_the_setting_says_so(webui):
+    assert webui.post("/sdapi/v1/options", {"depth2img_save_depth_maps": True}).status_code == 200
+    try:
+        before = set(webui.output_files())
+        _img2img(webui, [_picture(), _picture(flip=True)], {"add_depth_to_results": True}, save_images=True)
+        new = sorted(path.name for path in set(webui.output_files()) - before)
+    finally:
+        webui.post("/sdapi/v1/options", {"depth2img_save_depth_maps": False})
+    new = [name for name in new if not name.startswith("grid")]  # the batch's grid gets no depth map
+    pictures = [name for name in new if not name.endswith("-depth.png")]
+    assert len(pictures) == 2
+    assert sorted(new) == sorted(pictures + [name.rsplit(".", 1)[0] + "-depth.png" for name in pictures])

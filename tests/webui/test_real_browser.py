@@ -1,0 +1,85 @@
+"""Opt-in: the extension's page side in the real WebUI, in headless Chromium (see conftest.py)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from reference import synthetic_image
+
+ARTIFACTS = Path(os.environ.get("DEPTH2IMG_ARTIFACTS", Path(__file__).parent.parent.parent / "test-artifacts"))
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-sync",
+                 "--disable-background-networking", "--disable-component-update"]
+
+
+@pytest.fixture(scope="module")
+def page(webui, tmp_path_factory):
+    sync_api = pytest.importorskip("playwright.sync_api", reason="browser tests need playwright")
+    if CHROMIUM is None:
+        pytest.skip("browser tests need Debian's chromium (apt-get install chromium)")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1600, "height": 1200})
+        page.errors = []
+        page.on("pageerror", lambda error: page.errors.append(str(error)))
+        page.set_default_timeout(120_000)
+        page.goto(webui.url)
+        page.locator("#txt2img_generate").wait_for(state="visible")
+        yield page
+        browser.close()
+
+
+def _screenshot(page, name: str) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def _select_checkpoint(page, name: str) -> None:
+    page.locator("#setting_sd_model_checkpoint input").click()
+    page.locator("#setting_sd_model_checkpoint ul li", has_text=name).first.click()
+
+
+def _tab(page, name: str) -> None:
+    page.locator("#tabs > .tab-nav button", has_text=name).first.click()
+
+
+def test_txt2img_notice_for_the_depth_checkpoint(page, webui):
+    _select_checkpoint(page, webui.checkpoint)
+    notice = page.locator("#depth2img_txt2img_notice")
+    notice.wait_for(state="visible")
+    assert "is a depth-to-image model: txt2img cannot use it" in notice.text_content()
+    _screenshot(page, "webui-txt2img-notice")
+
+
+def test_preview_depth_in_img2img(page, tmp_path):
+    _tab(page, "img2img")
+    picture = tmp_path / "picture.png"
+    Image.fromarray((synthetic_image(256, 256) * 255).astype(np.uint8)).save(picture)
+    page.locator("#img2img_image input[type=file]").set_input_files(str(picture))
+    assert "Depth is active" in page.locator("#depth2img_status").last.text_content()
+    page.locator("#depth2img_preview_button").click()
+    page.locator("#depth2img_preview img").wait_for(state="visible")
+    assert "256x256" in page.locator("#depth2img_preview_message").last.text_content()
+    _screenshot(page, "webui-img2img-preview")
+
+
+def test_generate_with_depth_maps_in_the_gallery(page):
+    page.locator("#script_img2img_depthtoimage_add_depth_to_results input").check()
+    for field, value in (("#img2img_steps input[type=number]", "2"), ("#img2img_width input[type=number]", "64"),
+                         ("#img2img_height input[type=number]", "64")):
+        page.locator(field).fill(value)
+        page.locator(field).press("Enter")
+    page.locator("#img2img_generate").click()
+    gallery = page.locator("#img2img_gallery .thumbnail-item")
+    gallery.nth(1).wait_for(state="visible")
+    _screenshot(page, "webui-img2img-gallery")
+    # gradio draws each item as a small and a large thumbnail: count distinct pictures
+    pictures = page.evaluate("new Set(Array.from(document.querySelectorAll('#img2img_gallery .thumbnail-item img'))"
+                             ".map(img => img.src)).size")
+    assert pictures == 2  # the picture, then the depth map that conditioned it
+    assert page.errors == []
