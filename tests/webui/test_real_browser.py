@@ -58,6 +58,13 @@ def test_txt2img_notice_for_the_depth_checkpoint(page, webui):
 
 def test_preview_depth_in_img2img(page, tmp_path):
     _tab(page, "img2img")
+    page.locator("#mode_img2img button", has_text="Inpaint upload").click()  # a tab with no picture yet
+    page.locator("#depth2img_preview_button").click()
+    message = page.locator("#depth2img_preview_message").last
+    page.wait_for_function("() => { const m = document.querySelectorAll('#depth2img_preview_message'); "
+                           "return m[m.length - 1].textContent.includes('Load a picture'); }")
+    assert message.text_content() == "Load a picture in the img2img or inpaint tab first."
+    page.locator("#mode_img2img button", has_text="img2img").first.click()
     picture = tmp_path / "picture.png"
     Image.fromarray((synthetic_image(256, 256) * 255).astype(np.uint8)).save(picture)
     page.locator("#img2img_image input[type=file]").set_input_files(str(picture))
