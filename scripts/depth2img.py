@@ -2,11 +2,11 @@
 
 from modules import script_callbacks, scripts
 
-from lib_depth2img.webui import generation, model_loading, preview, routes, ui
+from lib_depth2img.webui import generation, model_loading, preview, results, routes, ui
 
 model_loading.install_offline_midas_loader()
 script_callbacks.on_model_loaded(model_loading.check_loaded_depth_weights)
-script_callbacks.on_image_saved(generation.on_image_saved)
+script_callbacks.on_image_saved(results.on_image_saved)
 script_callbacks.on_app_started(routes.register_routes)
 ui.register_callbacks()
 
@@ -43,7 +43,7 @@ class Depth2ImgScript(scripts.Script):
         generation.process_before_every_sampling(p)
 
     def postprocess_image_after_composite(self, p, pp, *args):
-        generation.postprocess_image_after_composite(p)
+        results.postprocess_image_after_composite(p)
 
     def postprocess(self, p, processed, *args):
-        generation.postprocess(p, processed)
+        results.postprocess(p, processed)

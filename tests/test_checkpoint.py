@@ -8,6 +8,7 @@ import zipfile
 
 import pytest
 import torch
+from reference import FileCreatingPayload
 from safetensors.torch import save_file
 
 from lib_depth2img import Depth2ImgError
@@ -125,13 +126,9 @@ def test_missing_file(tmp_path):
 
 def test_pickled_code_is_never_run_and_lightning_extras_are_ignored(tmp_path):
     marker = tmp_path / "ran"
-
-    class Payload:
-        def __reduce__(self):
-            return (open, (str(marker), "w"))
-
     ckpt = tmp_path / "lightning.ckpt"
-    torch.save({"state_dict": _unet(5), "callbacks": {"ModelCheckpoint": Payload()}, "global_step": 7}, ckpt)
+    payload = FileCreatingPayload(marker)
+    torch.save({"state_dict": _unet(5), "callbacks": {"ModelCheckpoint": payload}, "global_step": 7}, ckpt)
     info = inspect_checkpoint(ckpt)
     assert info.is_depth and not marker.exists()
 

@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from reference import reference_layout, rule_weights
+from reference import FileCreatingPayload, reference_layout, rule_weights
 
 from lib_depth2img import Depth2ImgError
 from lib_depth2img.checkpoint import DEPTH_WEIGHTS_PREFIX
@@ -93,13 +93,8 @@ def test_missing_weights_file_names_file_and_folder(tmp_path):
 
 def test_pickled_code_in_a_weights_file_is_refused_not_run(tmp_path):
     marker = tmp_path / "ran"
-
-    class Payload:
-        def __reduce__(self):
-            return (open, (str(marker), "w"))
-
     path = tmp_path / "evil.pt"
-    torch.save({"state_dict": {"x": torch.zeros(1)}, "payload": Payload()}, path)
+    torch.save({"state_dict": {"x": torch.zeros(1)}, "payload": FileCreatingPayload(marker)}, path)
     with pytest.raises(Depth2ImgError, match="safely"):
         estimator_state_from_file(path)
     assert not marker.exists()

@@ -8,14 +8,12 @@ before every sampling. Nothing else of the WebUI is changed.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 import torch
 from modules import devices, shared
 
 from lib_depth2img.checkpoint import estimator_from_weights
-from lib_depth2img.depth_image import depth_to_image
 from lib_depth2img.errors import Depth2ImgError
 from lib_depth2img.estimators import input_spec_for
 from lib_depth2img.generation_args import DepthArgs
@@ -25,7 +23,7 @@ from lib_depth2img.webui import model_loading
 from lib_depth2img.webui.pictures import depth_pictures
 
 NATIVE_DEPTH_METHOD = "depth2img_image_conditioning"
-SAVE_OPTION = "depth2img_save_depth_maps"
+MOVE_OPTION = "depth2img_move_to_cpu"
 NOT_A_DEPTH_MODEL = ("Depth-to-image needs a Stable Diffusion 2 depth checkpoint (such as 512-depth-ema); "
                      "the loaded checkpoint is not one. For SD 1.5 models, use ControlNet's depth model.")
 
@@ -67,7 +65,7 @@ def run_on_compute_device(sd_model) -> None:
     depth_model = sd_model.depth_model
     for hook in list(depth_model._forward_pre_hooks.values()):
         hook(depth_model, ())
-    if shared.opts.data.get("depth2img_move_to_cpu", False) and not getattr(sd_model, "lowvram", False):
+    if shared.opts.data.get(MOVE_OPTION, False) and not getattr(sd_model, "lowvram", False):
         depth_model.to(devices.device)
 
 
@@ -100,7 +98,7 @@ def before_process(p, args: DepthArgs) -> None:
 
 
 def offload(sd_model) -> None:
-    if shared.opts.data.get("depth2img_move_to_cpu", False) and not getattr(sd_model, "lowvram", False):
+    if shared.opts.data.get(MOVE_OPTION, False) and not getattr(sd_model, "lowvram", False):
         sd_model.depth_model.to(devices.cpu)
 
 
@@ -117,40 +115,17 @@ def process_before_every_sampling(p) -> None:
         p.image_conditioning = _batch_conditioning(generation, p.init_latent)
 
 
-def _depth_picture(p, generation: _Generation, index: int):
-    maps = generation.result.depth
-    return depth_to_image(maps[index % len(maps)]).resize((p.width, p.height))
-
-
-def postprocess_image_after_composite(p) -> None:
-    """The WebUI saves picture ``p.batch_index`` right after this hook: mark it for ``on_image_saved``."""
+def generation_for(p) -> _Generation | None:
+    """The depth state of ``p``'s generation once its conditioning exists, else None."""
     generation = _generations.get(id(p))
-    if generation is not None and generation.result is not None and shared.opts.data.get(SAVE_OPTION, False):
-        generation.pending_save = p.batch_index
+    return generation if generation is not None and generation.result is not None else None
 
 
-def on_image_saved(params) -> None:
-    """Saves the depth map of the picture just saved beside it: same file name, ``-depth`` suffix."""
-    generation = _generations.get(id(params.p))
-    if generation is None or generation.pending_save is None:
-        return
-    index, generation.pending_save = generation.pending_save, None
-    _depth_picture(params.p, generation, index).save(f"{os.path.splitext(params.filename)[0]}-depth.png")
-
-
-def postprocess(p, processed) -> None:
-    """Appends one depth map per distinct picture, each with the infotext of the picture it conditioned,
-    so the gallery's save and info buttons still find an infotext at every index."""
+def finish(p) -> _Generation | None:
+    """Ends ``p``'s generation: ``p`` loses anything of ours left on it; returns the state for the results."""
     p.__dict__.pop(NATIVE_DEPTH_METHOD, None)
     generation = _generations.pop(id(p), None)
-    if generation is None or generation.result is None or not generation.args.add_depth_to_results:
-        return
-    first = getattr(processed, "index_of_first_image", 0)
-    for index in range(len(generation.result.depth)):
-        processed.images.append(_depth_picture(p, generation, index))
-        infotexts = getattr(processed, "infotexts", None)
-        if infotexts is not None and first + index < len(infotexts):
-            infotexts.append(infotexts[first + index])
+    return generation if generation is not None and generation.result is not None else None
 
 
 def guard_txt2img(p) -> None:

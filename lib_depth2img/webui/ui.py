@@ -7,7 +7,7 @@ import dataclasses
 from modules import script_callbacks, scripts, shared
 
 from lib_depth2img.generation_args import DepthArgs, setting_metadata
-from lib_depth2img.webui import generation, preview
+from lib_depth2img.webui import generation, preview, results
 
 XYZ_OVERRIDES_ATTRIBUTE = "depth2img_xyz_overrides"
 # Puts the selected img2img tab's index first (get_tab_index is the WebUI's); inline, so no global.
@@ -69,10 +69,10 @@ def args_for(p, script_args) -> DepthArgs:
 
 def add_settings() -> None:
     section = ("depth2img", "Depth-to-image")
-    shared.opts.add_option("depth2img_move_to_cpu", shared.OptionInfo(
+    shared.opts.add_option(generation.MOVE_OPTION, shared.OptionInfo(
         False, "Move the depth estimator to the CPU after each generation (saves about 0.5 GB of GPU memory, "
                "costs a transfer per generation)", section=section))
-    shared.opts.add_option(generation.SAVE_OPTION, shared.OptionInfo(
+    shared.opts.add_option(results.SAVE_OPTION, shared.OptionInfo(
         False, "Save the depth maps added to the results beside the pictures (same file name, -depth suffix)",
         section=section))
 
