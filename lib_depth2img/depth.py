@@ -33,8 +33,7 @@ def estimate_depth(estimator: nn.Module, images: torch.Tensor, *, input_spec: In
     device = device or weights_device
     # Cast to the estimator's own dtype and device: the MPS "Input type and weight type should be the same" bug.
     x = prepare_estimator_input(images, spec).to(device=device, dtype=dtype)
-    with torch.inference_mode():
-        prediction = estimator(x)
+    prediction = _forward_splitting_on_oom(estimator, x)
     if prediction.ndim == 3:
         prediction = prediction.unsqueeze(1)
     # A normal (not inference-mode) float32 copy: callers may use it under autograd or modify it in place.
@@ -43,3 +42,24 @@ def estimate_depth(estimator: nn.Module, images: torch.Tensor, *, input_spec: In
     if tuple(prediction.shape[-2:]) != size:
         prediction = F.interpolate(prediction, size=size, mode="bicubic", align_corners=False)
     return prediction.to(images.device)
+
+
+def _is_out_of_memory(error: BaseException) -> bool:
+    return isinstance(error, getattr(torch.cuda, "OutOfMemoryError", ())) or "out of memory" in str(error).lower()
+
+
+def _forward_splitting_on_oom(estimator: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """One forward for the whole batch; halves of it, recursively, only when the device runs out of memory."""
+    try:
+        with torch.inference_mode():
+            return estimator(x)
+    except (RuntimeError, MemoryError) as error:
+        if not _is_out_of_memory(error):
+            raise
+        if x.shape[0] == 1:
+            raise Depth2ImgError("Not enough memory for the depth estimator even for one picture: use a smaller "
+                                 "picture, or free memory (--medvram, or another estimator).") from error
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    half = x.shape[0] // 2
+    return torch.cat([_forward_splitting_on_oom(estimator, x[:half]), _forward_splitting_on_oom(estimator, x[half:])])

@@ -1,7 +1,8 @@
-"""Every setting of a depth generation, defined once: name, default, label, infotext key, help.
+"""Every setting of a depth generation, defined once: name, default, label, infotext key, help, range.
 
 The WebUI's controls, the API's named and positional arguments, the infotext and the XYZ
 plot all derive from ``DepthArgs``; nothing repeats a setting's name or default elsewhere.
+Positional API arguments follow the field order, so new settings are only ever appended.
 """
 
 from __future__ import annotations
@@ -10,13 +11,16 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from lib_depth2img.adjustments import DepthAdjustments
 from lib_depth2img.errors import Depth2ImgError
 
-DEPTH_SOURCES = ("checkpoint",)  # the depth checkpoint's own MiDaS; more sources come with user maps
+DEPTH_SOURCES = ("checkpoint", "upload")  # the checkpoint's own MiDaS, or a map the person brings
 
 
-def _setting(default, label: str, infotext: str, help: str, choices: tuple = ()):
-    return field(default=default, metadata={"label": label, "infotext": infotext, "help": help, "choices": choices})
+def _setting(default, label: str, infotext: str | None, help: str, choices: tuple = (),
+             bounds: tuple[float, float, float] | None = None):
+    return field(default=default, metadata={"label": label, "infotext": infotext, "help": help, "choices": choices,
+                                            "bounds": bounds})
 
 
 @dataclass(frozen=True)
@@ -24,7 +28,8 @@ class DepthArgs:
     enabled: bool = _setting(True, "Depth-to-image", "Depth2img",
                              "Build the depth conditioning with this extension (off: the WebUI's own depth path).")
     depth_source: str = _setting("checkpoint", "Depth source", "Depth2img source",
-                                 "Where the depth map comes from: the depth checkpoint's own MiDaS.", DEPTH_SOURCES)
+                                 "checkpoint: the depth checkpoint's own MiDaS estimates depth from the picture. "
+                                 "upload: a depth map you bring (white = near).", DEPTH_SOURCES)
     invert: bool = _setting(False, "Invert depth", "Depth2img invert", "Swap near and far.")
     depth_from_original: bool = _setting(
         True, "Estimate depth from the original picture (inpaint)", "Depth2img from original",
@@ -32,16 +37,41 @@ class DepthArgs:
         "not from what fills the mask.")
     add_depth_to_results: bool = _setting(False, "Add the depth map to the results", "Depth2img map in results",
                                           "Show the depth map that conditioned each picture after the pictures.")
+    near: float = _setting(1.0, "Near level", "Depth2img near", "Depth at or above this level (0-1) becomes nearest.",
+                           bounds=(0.0, 1.0, 0.01))
+    far: float = _setting(0.0, "Far level", "Depth2img far", "Depth at or below this level (0-1) becomes farthest.",
+                          bounds=(0.0, 1.0, 0.01))
+    gamma: float = _setting(1.0, "Depth gamma", "Depth2img gamma",
+                            "Above 1 pushes middle distances away, below 1 pulls them near.", bounds=(0.1, 5.0, 0.05))
+    blur: float = _setting(0.0, "Depth blur", "Depth2img blur",
+                           "Softens the depth map; Gaussian radius in percent of its shorter side.",
+                           bounds=(0.0, 10.0, 0.1))
+    depth_map: object = _setting(None, "Depth map", None,
+                                 "PNG, JPEG, WebP or TIFF; 8 or 16 bits; grayscale or colour. Through the API: base64.")
+    depth_map_folder: str = _setting("", "Depth map folder (img2img Batch tab)", None,
+                                     "Depth maps named like the input pictures (any of the formats above).")
 
     def __post_init__(self):
         for spec in dataclasses.fields(self):
             value = getattr(self, spec.name)
+            if spec.name == "depth_map":
+                if value is not None and not isinstance(value, (str, bytes, bytearray)) and not hasattr(value, "size"):
+                    raise Depth2ImgError(f"Depth-to-image setting 'depth_map' must be a picture, base64 text or "
+                                         f"bytes, got {type(value).__name__}.")
+                continue
+            if isinstance(spec.default, float) and type(value) is int:
+                object.__setattr__(self, spec.name, float(value))  # JSON has one number type
+                value = float(value)
             if type(value) is not type(spec.default):
                 raise Depth2ImgError(f"Depth-to-image setting '{spec.name}' must be a "
                                      f"{type(spec.default).__name__}, got {value!r}.")
             if spec.metadata["choices"] and value not in spec.metadata["choices"]:
                 raise Depth2ImgError(f"Depth-to-image setting '{spec.name}' must be one of "
                                      f"{', '.join(spec.metadata['choices'])}; got {value!r}.")
+        self.adjustments()  # checks the ranges, with a message that says which
+
+    def adjustments(self) -> DepthAdjustments:
+        return DepthAdjustments(self.invert, self.near, self.far, self.gamma, self.blur)
 
     @classmethod
     def names(cls) -> tuple[str, ...]:
@@ -76,20 +106,29 @@ class DepthArgs:
         return [getattr(self, name) for name in self.names()]
 
     def infotext(self) -> dict[str, object]:
-        return {spec.metadata["infotext"]: getattr(self, spec.name) for spec in dataclasses.fields(self)}
+        return {spec.metadata["infotext"]: getattr(self, spec.name) for spec in dataclasses.fields(self)
+                if spec.metadata["infotext"]}
 
     @classmethod
     def from_infotext(cls, params: Mapping[str, str]) -> dict[str, object]:
-        """The settings an infotext names, parsed to their types; absent ones are left out."""
+        """The settings an infotext names, parsed to their types; absent or unreadable ones are left out."""
         values = {}
         for spec in dataclasses.fields(cls):
-            raw = params.get(spec.metadata["infotext"])
+            raw = params.get(spec.metadata["infotext"]) if spec.metadata["infotext"] else None
             if raw is None:
                 continue
-            values[spec.name] = str(raw).strip().lower() == "true" if isinstance(spec.default, bool) else str(raw)
+            if isinstance(spec.default, bool):
+                values[spec.name] = str(raw).strip().lower() == "true"
+            elif isinstance(spec.default, float):
+                try:
+                    values[spec.name] = float(raw)
+                except ValueError:
+                    continue
+            else:
+                values[spec.name] = str(raw)
         return values
 
 
 def setting_metadata(name: str) -> Mapping[str, object]:
-    """Label, infotext key, help and choices of one setting, for building controls."""
+    """Label, infotext key, help, choices and bounds of one setting, for building controls."""
     return next(spec.metadata for spec in dataclasses.fields(DepthArgs) if spec.name == name)

@@ -1,4 +1,4 @@
-"""Pictures in, the depth model's conditioning out: the whole depth path of one generation."""
+"""Pictures or a person's depth map in, the depth model's conditioning out: the depth path of one generation."""
 
 from __future__ import annotations
 
@@ -7,27 +7,26 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from lib_depth2img.adjustments import DepthAdjustments, adjust_depth
 from lib_depth2img.conditioning import build_depth_conditioning
 from lib_depth2img.depth import estimate_depth
+from lib_depth2img.depth_cache import DepthCache
 from lib_depth2img.transforms import InputSpec, estimator_input_size
+from lib_depth2img.user_depth import fit_depth_map
+
+NO_ADJUSTMENTS = DepthAdjustments()
 
 
 @dataclass(frozen=True)
 class DepthConditioning:
-    depth: torch.Tensor         # float32 [B,1,h,w] at the estimator's resolution, adjustments applied
+    depth: torch.Tensor         # float32 [B,1,h,w], adjustments applied: what a preview shows
     conditioning: torch.Tensor  # [B,1,H/8,W/8] in [-1, 1]: the UNet's fifth input channel
 
 
-def invert_depth(depth: torch.Tensor) -> torch.Tensor:
-    """Near becomes far within each map's own range, so values stay in the range they had."""
-    low = depth.amin(dim=(-2, -1), keepdim=True)
-    high = depth.amax(dim=(-2, -1), keepdim=True)
-    return low + high - depth
-
-
 def condition_pictures(estimator: nn.Module, pictures: torch.Tensor, latent_size: tuple[int, int], *,
-                       input_spec: InputSpec | None = None, invert: bool = False,
-                       device: torch.device | None = None, dtype: torch.dtype = torch.float32) -> DepthConditioning:
+                       input_spec: InputSpec | None = None, adjustments: DepthAdjustments = NO_ADJUSTMENTS,
+                       device: torch.device | None = None, dtype: torch.dtype = torch.float32,
+                       cache: DepthCache | None = None) -> DepthConditioning:
     """RGB ``[B,3,H,W]`` in [0, 1] -> depth and conditioning, each picture on its own.
 
     Depth stays at the estimator's resolution so the conditioning is resized once, straight
@@ -35,8 +34,19 @@ def condition_pictures(estimator: nn.Module, pictures: torch.Tensor, latent_size
     """
     spec = input_spec or estimator.input_spec
     native_size = estimator_input_size(pictures.shape[-2], pictures.shape[-1], spec)
-    depth = estimate_depth(estimator, pictures, input_spec=spec, output_size=native_size, device=device)
-    if invert:
-        depth = invert_depth(depth)
+    if cache is not None:
+        depth = cache.estimate(estimator, pictures, input_spec=spec, output_size=native_size, device=device)
+    else:
+        depth = estimate_depth(estimator, pictures, input_spec=spec, output_size=native_size, device=device)
+    depth = adjust_depth(depth, adjustments)
     conditioning = build_depth_conditioning(depth, latent_size, dtype=dtype, device=pictures.device)
+    return DepthConditioning(depth, conditioning)
+
+
+def condition_depth_map(depth_map: torch.Tensor, picture_size: tuple[int, int], latent_size: tuple[int, int], *,
+                        resize_mode: int = 0, adjustments: DepthAdjustments = NO_ADJUSTMENTS,
+                        dtype: torch.dtype = torch.float32, device: torch.device | None = None) -> DepthConditioning:
+    """A person's depth map ``[1,1,h,w]`` (white = near) -> depth fitted to the picture, and conditioning."""
+    depth = adjust_depth(fit_depth_map(depth_map.float(), *picture_size, resize_mode), adjustments)
+    conditioning = build_depth_conditioning(depth, latent_size, dtype=dtype, device=device or depth_map.device)
     return DepthConditioning(depth, conditioning)

@@ -5,10 +5,11 @@ import torch
 from reference import synthetic_batch
 
 from lib_depth2img import Depth2ImgError
+from lib_depth2img.adjustments import DepthAdjustments, invert_depth
 from lib_depth2img.conditioning import build_depth_conditioning
 from lib_depth2img.depth import estimate_depth
 from lib_depth2img.generation_args import DepthArgs
-from lib_depth2img.pipeline import condition_pictures, invert_depth
+from lib_depth2img.pipeline import condition_pictures
 
 
 def test_conditioning_comes_from_one_resize_of_the_estimator_output(hybrid_estimator):
@@ -28,7 +29,8 @@ def test_invert_swaps_near_and_far_within_the_range():
 def test_inverted_conditioning_is_the_mirror_image(hybrid_estimator):
     pictures = synthetic_batch(128, 128)
     plain = condition_pictures(hybrid_estimator, pictures, (16, 16)).conditioning
-    inverted = condition_pictures(hybrid_estimator, pictures, (16, 16), invert=True).conditioning
+    inverted = condition_pictures(hybrid_estimator, pictures, (16, 16),
+                                  adjustments=DepthAdjustments(invert=True)).conditioning
     assert torch.allclose(plain + inverted, torch.full_like(plain, plain.max().item() + plain.min().item()), atol=1e-3)
 
 
@@ -45,7 +47,7 @@ def test_args_positional_named_and_mixed():
     assert (mixed.enabled, mixed.add_depth_to_results) == (False, True)
     assert DepthArgs.from_script_args(DepthArgs(invert=True).to_script_args()) == DepthArgs(invert=True)
     # what the WebUI's API hands over for {"args": [{"invert": true}]}: the dict, then UI defaults
-    assert DepthArgs.from_script_args([{"invert": True}, "checkpoint", False, True, False]) == DepthArgs(invert=True)
+    assert DepthArgs.from_script_args([{"invert": True}, *DepthArgs().to_script_args()[1:]]) == DepthArgs(invert=True)
 
 
 @pytest.mark.parametrize("bad", [[{"invrt": True}], ["yes"], [True, "midas_v9"], [True] * 9, [{"invert": "yes"}]])

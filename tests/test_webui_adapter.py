@@ -92,11 +92,12 @@ def _img2img(webui, pictures, script_args=(), **kwargs):
 
 
 def _expected(webui, estimator, picture_tensor, latent=(16, 24), invert=False):
+    from lib_depth2img.adjustments import DepthAdjustments
     from lib_depth2img.estimators import input_spec_for
     from lib_depth2img.pipeline import condition_pictures
 
     return condition_pictures(estimator, picture_tensor, latent, input_spec=input_spec_for("dpt_hybrid"),
-                              invert=invert).conditioning
+                              adjustments=DepthAdjustments(invert=invert)).conditioning
 
 
 def _as_tensor(picture):
@@ -361,7 +362,7 @@ def test_nothing_saved_without_the_setting(webui, depth_model, tmp_path):
     assert [f.name for f in tmp_path.iterdir()] == ["00000-1234.png"]
 
 
-def _preview(picture, tab=0, settings=(True, "checkpoint", False, True, False)):
+def _preview(picture, tab=0, settings=(True, "checkpoint", False, True, False)):  # positional, as the UI
     from lib_depth2img.webui import preview
 
     pictures = [None] * len(preview.PICTURE_INPUTS)

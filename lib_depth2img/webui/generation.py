@@ -89,7 +89,7 @@ def before_process(p, args: DepthArgs) -> None:
         try:
             generation.result = condition_pictures(
                 network, pictures, tuple(p.init_latent.shape[-2:]), input_spec=input_spec_for(name),
-                invert=args.invert, dtype=p.init_latent.dtype)
+                adjustments=args.adjustments(), dtype=p.init_latent.dtype)
         finally:
             offload(p.sd_model)
         return _batch_conditioning(generation, p.init_latent)

@@ -42,7 +42,7 @@ def preview_depth(tab_index, *values) -> tuple[Image.Image | None, str]:
         generation.run_on_compute_device(sd_model)
         try:
             depth = condition_pictures(network, rgb, (max(rgb.shape[-2] // 8, 1), max(rgb.shape[-1] // 8, 1)),
-                                       input_spec=input_spec_for(name), invert=args.invert).depth
+                                       input_spec=input_spec_for(name), adjustments=args.adjustments()).depth
         finally:
             generation.offload(sd_model)
     except Depth2ImgError as error:

@@ -1,0 +1,110 @@
+"""Depth maps people bring: from Blender, phones, other tools. White (larger) = near, as MiDaS.
+
+Read with OpenCV so 16-bit grayscale *and* 16-bit colour maps keep all their levels; colour is
+read by luminance. Fitted to the picture by the WebUI's resize modes.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from lib_depth2img.depth_image import depth_from_image
+from lib_depth2img.errors import Depth2ImgError
+
+FORMATS = "PNG, JPEG, WebP or TIFF"
+_LUMA_BGR = np.array([0.114, 0.587, 0.299])  # ITU-R 601 weights in OpenCV's channel order
+RESIZE_MODES = {0: "stretched", 1: "cropped", 2: "filled at the edges", 3: "stretched"}
+
+
+def _decode(data: bytes, name: str) -> np.ndarray:
+    import cv2  # the WebUI ships OpenCV; imported here so the rest of the core does not need it
+
+    if not data:
+        raise Depth2ImgError(f"The depth map {name} is empty.")
+    array = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    if array is None:
+        raise Depth2ImgError(f"The depth map {name} is not a picture OpenCV can read; use {FORMATS}.")
+    return array
+
+
+def _values_from_source(source) -> tuple[np.ndarray, str]:
+    """The map's values in [0, 1] (2-D, float64) and a name for messages."""
+    if isinstance(source, Image.Image):
+        return depth_from_image(source)[0, 0].double().numpy(), "picture"
+    if isinstance(source, os.PathLike) or (isinstance(source, str) and not source.startswith("data:")
+                                           and _is_file(source)):
+        path = Path(source)
+        try:
+            return _scaled(_decode(path.read_bytes(), path.name)), path.name
+        except OSError as error:
+            raise Depth2ImgError(f"Cannot read the depth map {path}: {error.strerror or error}.") from error
+    if isinstance(source, str):
+        text = source.split(",", 1)[-1] if source.startswith("data:") else source
+        try:
+            data = base64.b64decode(text, validate=True)
+        except (binascii.Error, ValueError) as error:
+            raise Depth2ImgError("The depth map is neither an existing file nor valid base64.") from error
+        return _scaled(_decode(data, "(base64)")), "(base64)"
+    if isinstance(source, (bytes, bytearray)):
+        return _scaled(_decode(bytes(source), "(upload)")), "(upload)"
+    raise Depth2ImgError(f"A depth map must be a picture file, base64 text or bytes, not {type(source).__name__}.")
+
+
+def _is_file(text: str) -> bool:
+    try:
+        return Path(text).is_file()
+    except (OSError, ValueError):  # base64 text is often too long to be a file name
+        return False
+
+
+def _scaled(array: np.ndarray) -> np.ndarray:
+    scale = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}.get(array.dtype, 1.0)
+    values = array.astype(np.float64) / scale
+    if values.ndim == 3:
+        values = values[..., :3] @ _LUMA_BGR if values.shape[2] >= 3 else values[..., 0]
+    return values
+
+
+def read_depth_map(source) -> torch.Tensor:
+    """A depth map as float32 ``[1,1,H,W]`` in [0, 1]: 8/16-bit or float, grayscale or colour (luminance).
+
+    ``source``: a path, base64 text (a data URL too), bytes, or a PIL picture."""
+    values, name = _values_from_source(source)
+    if values.ndim != 2 or values.size == 0:
+        raise Depth2ImgError(f"The depth map {name} has no pixels.")
+    if not np.isfinite(values).all():
+        raise Depth2ImgError(f"The depth map {name} holds values that are not numbers.")
+    if values.max() == values.min():
+        raise Depth2ImgError(f"The depth map {name} has the same value everywhere, so it holds no depth.")
+    return torch.from_numpy(values.astype(np.float32))[None, None]
+
+
+def fit_depth_map(depth: torch.Tensor, height: int, width: int, resize_mode: int = 0) -> torch.Tensor:
+    """``[1,1,h,w]`` -> ``[1,1,height,width]`` the way the WebUI fits the picture: 0 stretch,
+    1 crop to fill, 2 fit inside and fill the rest from the edges, 3 stretch."""
+    h, w = depth.shape[-2:]
+    if (h, w) == (height, width):
+        return depth
+
+    def resize(x, size):
+        return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=size[0] < x.shape[-2])
+
+    if resize_mode == 1:
+        scale = max(height / h, width / w)
+        scaled = resize(depth, (max(height, round(h * scale)), max(width, round(w * scale))))
+        top, left = (scaled.shape[-2] - height) // 2, (scaled.shape[-1] - width) // 2
+        return scaled[..., top:top + height, left:left + width]
+    if resize_mode == 2:
+        scale = min(height / h, width / w)
+        scaled = resize(depth, (min(height, max(1, round(h * scale))), min(width, max(1, round(w * scale)))))
+        pad_h, pad_w = height - scaled.shape[-2], width - scaled.shape[-1]
+        return F.pad(scaled, (pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2), mode="replicate")
+    return resize(depth, (height, width))

@@ -1,0 +1,118 @@
+"""Depth maps people bring, and the adjustments applied before the conditioning rule."""
+
+import base64
+import io
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from lib_depth2img import Depth2ImgError
+from lib_depth2img.adjustments import DepthAdjustments, adjust_depth
+from lib_depth2img.conditioning import build_depth_conditioning
+from lib_depth2img.pipeline import condition_depth_map
+from lib_depth2img.user_depth import fit_depth_map, read_depth_map
+
+RAMP16 = (np.arange(48 * 64, dtype=np.float64).reshape(48, 64) * 21).astype(np.uint16)  # 3072 distinct levels
+
+
+def _write(path, array):
+    assert cv2.imwrite(str(path), array)
+    return path
+
+
+@pytest.mark.parametrize("suffix", [".png", ".tif"])
+def test_sixteen_bit_gray_keeps_every_level(tmp_path, suffix):
+    depth = read_depth_map(_write(tmp_path / f"map{suffix}", RAMP16))
+    assert depth.shape == (1, 1, 48, 64) and depth.dtype == torch.float32
+    assert torch.allclose(depth[0, 0], torch.from_numpy(RAMP16 / 65535).float())
+    assert len(torch.unique(depth)) == RAMP16.size
+
+
+def test_sixteen_bit_colour_is_read_by_luminance(tmp_path):
+    bgr = np.stack([RAMP16 // 3, RAMP16 // 2, RAMP16], axis=-1)  # OpenCV's channel order
+    depth = read_depth_map(_write(tmp_path / "colour.png", bgr))
+    expected = (0.114 * bgr[..., 0] + 0.587 * bgr[..., 1] + 0.299 * bgr[..., 2]) / 65535
+    assert torch.allclose(depth[0, 0].double(), torch.from_numpy(expected), atol=1e-6)
+
+
+@pytest.mark.parametrize(("suffix", "tolerance"), [(".png", 1e-6), (".webp", 0.02), (".jpg", 0.04)])
+def test_eight_bit_formats(tmp_path, suffix, tolerance):
+    gray = np.tile(np.linspace(0, 255, 64).astype(np.uint8), (48, 1))
+    params = [cv2.IMWRITE_WEBP_QUALITY, 101] if suffix == ".webp" else []
+    path = tmp_path / f"map{suffix}"
+    assert cv2.imwrite(str(path), gray, params)
+    depth = read_depth_map(path)
+    assert (depth[0, 0] - torch.from_numpy(gray / 255).float()).abs().max() < tolerance
+
+
+def test_base64_data_url_bytes_and_pil_agree(tmp_path):
+    path = _write(tmp_path / "map.png", RAMP16)
+    data = path.read_bytes()
+    encoded = base64.b64encode(data).decode()
+    from_file = read_depth_map(path)
+    for source in (encoded, "data:image/png;base64," + encoded, data, Image.open(io.BytesIO(data))):
+        assert torch.allclose(read_depth_map(source), from_file)
+
+
+@pytest.mark.parametrize(("content", "message"), [(b"", "empty"), (b"not a picture at all", "not a picture"),
+                                                   (None, "same value everywhere")])
+def test_invalid_maps_are_clear_errors(tmp_path, content, message):
+    path = tmp_path / "map.png"
+    if content is None:
+        _write(path, np.full((8, 8), 77, dtype=np.uint8))
+    else:
+        path.write_bytes(content)
+    with pytest.raises(Depth2ImgError, match=message):
+        read_depth_map(path)
+
+
+def test_text_that_is_neither_file_nor_base64():
+    with pytest.raises(Depth2ImgError, match="neither an existing file nor valid base64"):
+        read_depth_map("/no/such/depth.png")
+
+
+def test_fit_stretch_crop_and_fill():
+    depth = torch.arange(4 * 8, dtype=torch.float32).view(1, 1, 4, 8)  # 2:1
+    assert fit_depth_map(depth, 8, 8, 0).shape == (1, 1, 8, 8)
+    cropped = fit_depth_map(depth, 4, 4, 1)  # same height: the middle half of the columns
+    assert torch.equal(cropped, depth[..., 2:6])
+    filled = fit_depth_map(depth, 8, 8, 2)  # fits 4x8 inside 8x8, rows above and below copy the edges
+    assert torch.equal(filled[..., 2:6, :], depth)
+    assert torch.equal(filled[..., 0, :], depth[..., 0, :]) and torch.equal(filled[..., 7, :], depth[..., 3, :])
+
+
+def test_adjustments_hand_computed():
+    depth = torch.tensor([[[[0.0, 1.0, 2.0, 3.0, 4.0]]]])
+    assert torch.equal(adjust_depth(depth, DepthAdjustments()), depth)  # nothing asked: untouched
+    levels = adjust_depth(depth, DepthAdjustments(near=0.75, far=0.25))
+    assert torch.allclose(levels, torch.tensor([[[[0.0, 0.0, 0.5, 1.0, 1.0]]]]))
+    gamma = adjust_depth(depth, DepthAdjustments(gamma=2.0))
+    assert torch.allclose(gamma, torch.tensor([[[[0.0, 0.0625, 0.25, 0.5625, 1.0]]]]))
+    inverted = adjust_depth(depth, DepthAdjustments(invert=True))
+    assert torch.equal(inverted, torch.tensor([[[[4.0, 3.0, 2.0, 1.0, 0.0]]]]))
+
+
+def test_blur_is_a_normalised_gaussian():
+    depth = torch.zeros(1, 1, 41, 41)
+    depth[..., 20, 20] = 1.0
+    blurred = adjust_depth(depth, DepthAdjustments(blur=5.0))  # sigma = 5% of 41 = 2.05 px
+    assert blurred.sum().item() == pytest.approx(1.0, abs=1e-4)
+    expected_ratio = np.exp(-0.5 * (1 / 2.05) ** 2)
+    assert blurred[0, 0, 20, 21].item() / blurred[0, 0, 20, 20].item() == pytest.approx(expected_ratio, rel=1e-4)
+    assert adjust_depth(torch.rand(1, 1, 3, 2), DepthAdjustments(blur=40)).shape == (1, 1, 3, 2)  # tiny maps too
+
+
+@pytest.mark.parametrize("bad", [dict(near=0.2, far=0.5), dict(gamma=0), dict(blur=-1)])
+def test_adjustment_ranges(bad):
+    with pytest.raises(Depth2ImgError):
+        DepthAdjustments(**bad)
+
+
+def test_user_map_conditioning_follows_the_rule():
+    depth_map = torch.linspace(0, 1, 30 * 40).view(1, 1, 30, 40)
+    result = condition_depth_map(depth_map, (64, 96), (8, 12), resize_mode=1, dtype=torch.float16)
+    assert result.depth.shape == (1, 1, 64, 96) and result.conditioning.dtype == torch.float16
+    assert torch.allclose(result.conditioning.float(), build_depth_conditioning(result.depth, (8, 12)), atol=1e-3)
