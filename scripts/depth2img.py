@@ -6,6 +6,7 @@ from lib_depth2img.webui import generation, model_loading, preview, results, rou
 
 model_loading.install_offline_midas_loader()
 script_callbacks.on_model_loaded(model_loading.check_loaded_depth_weights)
+script_callbacks.on_model_loaded(generation.forget_depth)
 script_callbacks.on_image_saved(results.on_image_saved)
 script_callbacks.on_app_started(routes.register_routes)
 ui.register_callbacks()

@@ -11,6 +11,8 @@ import torch
 from PIL import Image, ImageDraw
 from reference import synthetic_image
 
+from lib_depth2img.generation_args import DepthArgs
+
 ROOT = Path(__file__).parent.parent
 IMITATION = Path(__file__).parent / "webui_imitation"
 
@@ -66,8 +68,11 @@ class ForwardCounter:
 
 @pytest.fixture()
 def depth_model(webui, hybrid_estimator):
+    from lib_depth2img.webui import generation
+
     model = FakeSDModel(hybrid_estimator)
     webui.shared.sd_model = model
+    generation.forget_depth(model)  # as on_model_loaded does: each test starts with a fresh checkpoint
     counter = ForwardCounter(hybrid_estimator)
     yield model, counter
     counter.handle.remove()
@@ -381,7 +386,9 @@ def test_preview_shows_the_depth_of_the_current_tabs_picture(webui, depth_model)
 
     depth = condition_pictures(model.depth_model.model, _as_tensor(picture), (16, 24),
                                input_spec=input_spec_for("dpt_hybrid")).depth[0]
-    assert np.array_equal(np.asarray(image), np.asarray(depth_to_image(depth).resize(picture.size)))
+    expected = np.asarray(depth_to_image(depth).resize(picture.size), dtype=int)
+    difference = np.abs(np.asarray(image, dtype=int) - expected)
+    assert difference.max() <= 1 and (difference > 0).mean() < 0.01  # float noise can flip a rounding
     inverted, _ = _preview(picture, settings=(True, "checkpoint", True, True, False))
     assert np.abs(np.asarray(inverted, dtype=int) + np.asarray(image, dtype=int) - 255).mean() < 2
     inpaint, _ = _preview({"image": picture, "mask": _mask()}, tab=2)
@@ -412,3 +419,81 @@ def test_checkpoint_route_answers_only_for_listed_checkpoints(webui, tmp_path):
     assert verdict["is_depth"] is True and verdict["estimator"] == "dpt_hybrid" and "5 input" in verdict["reason"]
     assert routes.checkpoint_verdict(str(path)) is None  # a path is never looked up
     assert routes.checkpoint_verdict("../../etc/passwd") is None
+
+
+def _map_png(tmp_path, name="map.png", flip=False):
+    import cv2
+
+    ramp = np.tile(np.linspace(0, 65535, 96).astype(np.uint16), (64, 1))
+    path = tmp_path / name
+    cv2.imwrite(str(path), ramp[:, ::-1] if flip else ramp)
+    return path
+
+
+def test_uploaded_map_conditions_without_any_forward(webui, depth_model, tmp_path):
+    import base64
+
+    from lib_depth2img.pipeline import condition_depth_map
+    from lib_depth2img.user_depth import read_depth_map
+
+    _, counter = depth_model
+    path = _map_png(tmp_path)
+    encoded = base64.b64encode(path.read_bytes()).decode()
+    p, _ = _img2img(webui, [_picture()], script_args=[{"depth_source": "upload", "depth_map": encoded, "gamma": 2}])
+    expected = condition_depth_map(read_depth_map(path), (128, 192), (16, 24),
+                                   adjustments=DepthArgs(gamma=2.0).adjustments()).conditioning
+    assert counter.batches == [] and torch.allclose(p.sampled_with[0], expected)
+    assert p.extra_generation_params["Depth2img source"] == "upload"
+    assert p.extra_generation_params["Depth2img gamma"] == 2.0
+    assert not any(key.split()[-1] == "map" for key in p.extra_generation_params)  # the map itself is not infotext
+
+
+def test_upload_without_a_map_is_a_clear_error(webui, depth_model):
+    from lib_depth2img import Depth2ImgError
+
+    p = webui.processing.StableDiffusionProcessingImg2Img([_picture()], 192, 128,
+                                                          script_args=[{"depth_source": "upload"}])
+    with pytest.raises(Depth2ImgError, match="no depth map was given"):
+        webui.processing.process_images(p, [_script(webui)])
+
+
+def test_batch_folder_maps_matched_by_file_name(webui, depth_model, tmp_path):
+    from lib_depth2img import Depth2ImgError
+
+    maps = tmp_path / "maps"
+    maps.mkdir()
+    _map_png(maps, "street.png"), _map_png(maps, "house.tif", flip=True)
+    street, house = _picture(), _picture(flip=True)
+    street.filename, house.filename = str(tmp_path / "street.jpg"), str(tmp_path / "house.webp")
+    settings = {"depth_source": "upload", "depth_map_folder": str(maps)}
+    p, _ = _img2img(webui, [street, house], script_args=[settings])
+    assert torch.allclose(p.sampled_with[0][0], p.sampled_with[0][1].flip(-1), atol=1e-5)  # each its own map
+    stranger = _picture()
+    stranger.filename = str(tmp_path / "stranger.png")
+    p = webui.processing.StableDiffusionProcessingImg2Img([stranger], 192, 128, script_args=[settings])
+    with pytest.raises(Depth2ImgError, match="No depth map named stranger"):
+        webui.processing.process_images(p, [_script(webui)])
+
+
+def test_repeated_generation_of_one_picture_runs_one_forward(webui, depth_model):
+    from lib_depth2img.webui import generation
+
+    _, counter = depth_model
+    first, _ = _img2img(webui, [_picture()])
+    again, _ = _img2img(webui, [_picture()], script_args=[{"gamma": 1.5}])
+    assert counter.batches == [1]
+    generation.forget_depth()
+    _img2img(webui, [_picture()])
+    assert counter.batches == [1, 1]
+
+
+def test_preview_of_an_uploaded_map_with_adjustments(webui, depth_model, tmp_path):
+    from lib_depth2img.webui import preview
+
+    path = _map_png(tmp_path)
+    settings = DepthArgs(depth_source="upload", depth_map=path.read_bytes(), invert=True).to_script_args()
+    image, message = preview.preview_depth(0, _picture(), None, None, None, None, *settings)
+    assert image.size == (192, 128) and "uploaded depth map" in message
+    assert np.asarray(image)[:, 0].mean() > 250 and np.asarray(image)[:, -1].mean() < 5  # inverted ramp
+    no_map = DepthArgs(depth_source="upload").to_script_args()
+    assert preview.preview_depth(0, _picture(), None, None, None, None, *no_map) == (None, preview.NO_MAP)

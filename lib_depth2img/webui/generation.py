@@ -14,6 +14,7 @@ import torch
 from modules import devices, shared
 
 from lib_depth2img.checkpoint import estimator_from_weights
+from lib_depth2img.depth_cache import DepthCache
 from lib_depth2img.errors import Depth2ImgError
 from lib_depth2img.estimators import input_spec_for
 from lib_depth2img.generation_args import DepthArgs
@@ -21,6 +22,7 @@ from lib_depth2img.pipeline import DepthConditioning, condition_pictures
 from lib_depth2img.tensor_index import TensorInfo
 from lib_depth2img.webui import model_loading
 from lib_depth2img.webui.pictures import depth_pictures
+from lib_depth2img.webui.user_maps import condition_user_maps
 
 NATIVE_DEPTH_METHOD = "depth2img_image_conditioning"
 MOVE_OPTION = "depth2img_move_to_cpu"
@@ -36,6 +38,7 @@ class _Generation:
 
 
 _generations: dict[int, _Generation] = {}  # by id(p); the WebUI runs one generation at a time
+DEPTH_CACHE = DepthCache()  # emptied whenever a checkpoint loads: the estimator's weights change with it
 
 
 def is_depth_model(sd_model) -> bool:
@@ -83,18 +86,25 @@ def before_process(p, args: DepthArgs) -> None:
 
     def depth2img_image_conditioning(source_image: torch.Tensor) -> torch.Tensor:
         p.__dict__.pop(NATIVE_DEPTH_METHOD, None)  # one call per init; p is as it was afterwards
-        network, name = estimator(p.sd_model)
-        pictures = depth_pictures(p, source_image, args.depth_from_original)
-        run_on_compute_device(p.sd_model)
-        try:
-            generation.result = condition_pictures(
-                network, pictures, tuple(p.init_latent.shape[-2:]), input_spec=input_spec_for(name),
-                adjustments=args.adjustments(), dtype=p.init_latent.dtype)
-        finally:
-            offload(p.sd_model)
+        latent_size, dtype = tuple(p.init_latent.shape[-2:]), p.init_latent.dtype
+        if args.depth_source == "upload":
+            generation.result = condition_user_maps(p, args, latent_size, dtype)
+        else:
+            generation.result = _estimate(p, args, source_image, latent_size, dtype)
         return _batch_conditioning(generation, p.init_latent)
 
     setattr(p, NATIVE_DEPTH_METHOD, depth2img_image_conditioning)
+
+
+def _estimate(p, args: DepthArgs, source_image: torch.Tensor, latent_size, dtype) -> DepthConditioning:
+    network, name = estimator(p.sd_model)
+    pictures = depth_pictures(p, source_image, args.depth_from_original)
+    run_on_compute_device(p.sd_model)
+    try:
+        return condition_pictures(network, pictures, latent_size, input_spec=input_spec_for(name),
+                                  adjustments=args.adjustments(), dtype=dtype, cache=DEPTH_CACHE)
+    finally:
+        offload(p.sd_model)
 
 
 def offload(sd_model) -> None:
@@ -144,3 +154,8 @@ def guard_txt2img(p) -> None:
         raise Depth2ImgError(message)
 
     p.init = init
+
+
+def forget_depth(sd_model=None) -> None:
+    """on_model_loaded: a new checkpoint brings new estimator weights, so cached depth is stale."""
+    DEPTH_CACHE.clear()

@@ -9,7 +9,8 @@ from lib_depth2img.depth_image import depth_to_image
 from lib_depth2img.errors import Depth2ImgError
 from lib_depth2img.estimators import input_spec_for
 from lib_depth2img.generation_args import DepthArgs
-from lib_depth2img.pipeline import condition_pictures
+from lib_depth2img.pipeline import condition_depth_map, condition_pictures
+from lib_depth2img.user_depth import read_depth_map
 from lib_depth2img.webui import generation
 from lib_depth2img.webui.pictures import pil_to_tensor
 
@@ -17,6 +18,7 @@ from lib_depth2img.webui.pictures import pil_to_tensor
 # inpaint sketch, inpaint upload); the batch tab has no single picture.
 PICTURE_INPUTS = ("img2img_image", "img2img_sketch", "img2maskimg", "inpaint_sketch", "img_inpaint_base")
 NO_PICTURE = "Load a picture in the img2img or inpaint tab first."
+NO_MAP = "Depth source is 'upload': upload a depth map in the Depth-to-image accordion first."
 
 
 def _picture(value) -> Image.Image | None:
@@ -30,21 +32,38 @@ def preview_depth(tab_index, *values) -> tuple[Image.Image | None, str]:
     pictures, settings = values[: len(PICTURE_INPUTS)], values[len(PICTURE_INPUTS):]
     index = int(tab_index) if isinstance(tab_index, (int, float)) else -1
     picture = _picture(pictures[index]) if 0 <= index < len(pictures) else None
-    if picture is None:
-        return None, NO_PICTURE
+    try:
+        args = DepthArgs.from_script_args(settings)
+        if args.depth_source == "upload":
+            return _preview_upload(args, picture)
+        if picture is None:
+            return None, NO_PICTURE
+        return _preview_estimate(args, picture)
+    except Depth2ImgError as error:
+        return None, str(error)
+
+
+def _preview_upload(args: DepthArgs, picture: Image.Image | None) -> tuple[Image.Image, str]:
+    if args.depth_map is None:
+        raise Depth2ImgError(NO_MAP)
+    depth_map = read_depth_map(args.depth_map)
+    height, width = (picture.height, picture.width) if picture is not None else depth_map.shape[-2:]
+    depth = condition_depth_map(depth_map, (height, width), (max(height // 8, 1), max(width // 8, 1)),
+                                adjustments=args.adjustments()).depth
+    return depth_to_image(depth[0]), f"The uploaded depth map, {width}x{height}, with the adjustments."
+
+
+def _preview_estimate(args: DepthArgs, picture: Image.Image) -> tuple[Image.Image | None, str]:
     sd_model = shared.sd_model
     if not generation.is_depth_model(sd_model):
         return None, generation.NOT_A_DEPTH_MODEL
+    network, name = generation.estimator(sd_model)
+    rgb = pil_to_tensor(images.flatten(picture, shared.opts.img2img_background_color))[None]
+    generation.run_on_compute_device(sd_model)
     try:
-        args = DepthArgs.from_script_args(settings)
-        network, name = generation.estimator(sd_model)
-        rgb = pil_to_tensor(images.flatten(picture, shared.opts.img2img_background_color))[None]
-        generation.run_on_compute_device(sd_model)
-        try:
-            depth = condition_pictures(network, rgb, (max(rgb.shape[-2] // 8, 1), max(rgb.shape[-1] // 8, 1)),
-                                       input_spec=input_spec_for(name), adjustments=args.adjustments()).depth
-        finally:
-            generation.offload(sd_model)
-    except Depth2ImgError as error:
-        return None, str(error)
+        depth = condition_pictures(network, rgb, (max(rgb.shape[-2] // 8, 1), max(rgb.shape[-1] // 8, 1)),
+                                   input_spec=input_spec_for(name), adjustments=args.adjustments(),
+                                   cache=generation.DEPTH_CACHE).depth
+    finally:
+        generation.offload(sd_model)
     return depth_to_image(depth[0]).resize(picture.size), f"Depth of the {picture.width}x{picture.height} picture."

@@ -7,9 +7,10 @@ import dataclasses
 from modules import script_callbacks, scripts, shared
 
 from lib_depth2img.generation_args import DepthArgs, setting_metadata
-from lib_depth2img.webui import generation, preview, results
+from lib_depth2img.webui import generation, preview, results, user_maps
 
 XYZ_OVERRIDES_ATTRIBUTE = "depth2img_xyz_overrides"
+RESIZE_NOTE = "another aspect ratio is stretched, cropped or filled as the Resize mode says"
 # Puts the selected img2img tab's index first (get_tab_index is the WebUI's); inline, so no global.
 SELECTED_TAB_FIRST = ("(...args) => { args[0] = typeof get_tab_index === 'function' ? "
                       "get_tab_index('mode_img2img') : -1; return args; }")
@@ -31,14 +32,7 @@ def build_controls(elem_id, picture_inputs: dict) -> tuple[list, list]:
         gr.HTML("", elem_id="depth2img_status")  # filled by javascript/depth2img.js from the checkpoint route
         controls = [enabled]
         for name in DepthArgs.names()[1:]:
-            label, help_text, choices = meta[name]["label"], meta[name]["help"], meta[name]["choices"]
-            if choices:
-                control = gr.Dropdown(list(choices), value=getattr(defaults, name), label=label,
-                                      elem_id=elem_id(name), tooltip=help_text)
-            else:
-                control = gr.Checkbox(value=getattr(defaults, name), label=label, elem_id=elem_id(name),
-                                      tooltip=help_text)
-            controls.append(control)
+            controls.append(_control(gr, name, getattr(defaults, name), meta[name], elem_id(name)))
         with gr.Row():
             preview_button = gr.Button("Preview depth", elem_id="depth2img_preview_button")
             tab_index = gr.Number(value=-1, visible=False)
@@ -50,6 +44,21 @@ def build_controls(elem_id, picture_inputs: dict) -> tuple[list, list]:
     infotext_fields = [(control, _restore_from_infotext(name)) for control, name in zip(controls, DepthArgs.names(),
                                                                                       strict=True)]
     return controls, infotext_fields
+
+
+def _control(gr, name: str, default, meta, elem_id: str):
+    label, help_text = meta["label"], meta["help"]
+    if meta["choices"]:
+        return gr.Dropdown(list(meta["choices"]), value=default, label=label, elem_id=elem_id, tooltip=help_text)
+    if meta["bounds"]:
+        low, high, step = meta["bounds"]
+        return gr.Slider(low, high, value=default, step=step, label=label, elem_id=elem_id, tooltip=help_text)
+    if isinstance(default, bool):
+        return gr.Checkbox(value=default, label=label, elem_id=elem_id, tooltip=help_text)
+    if name == "depth_map":
+        return gr.File(label=f"{label} ({RESIZE_NOTE})", type="binary", elem_id=elem_id, tooltip=help_text,
+                       file_types=list(user_maps.SUFFIXES))
+    return gr.Textbox(value=default, label=label, elem_id=elem_id, tooltip=help_text)
 
 
 def _restore_from_infotext(name: str):
@@ -82,11 +91,14 @@ def add_xyz_axes() -> None:
     if xyz is None or any(getattr(axis, "depth2img", False) for axis in xyz.axis_options):
         return
     for spec in dataclasses.fields(DepthArgs):
-        if not isinstance(spec.default, bool) and not spec.metadata["choices"]:
+        label = f"[Depth2img] {spec.metadata['label']}"
+        if spec.metadata["bounds"]:
+            axis = xyz.AxisOptionImg2Img(label, float, _xyz_apply(spec.name))
+        elif isinstance(spec.default, bool) or spec.metadata["choices"]:
+            choices = ["True", "False"] if isinstance(spec.default, bool) else list(spec.metadata["choices"])
+            axis = xyz.AxisOptionImg2Img(label, str, _xyz_apply(spec.name), choices=lambda choices=choices: choices)
+        else:
             continue
-        choices = ["True", "False"] if isinstance(spec.default, bool) else list(spec.metadata["choices"])
-        axis = xyz.AxisOptionImg2Img(f"[Depth2img] {spec.metadata['label']}", str, _xyz_apply(spec.name),
-                                     choices=lambda choices=choices: choices)
         axis.depth2img = True
         xyz.axis_options.append(axis)
 
