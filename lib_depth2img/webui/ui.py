@@ -10,7 +10,8 @@ from lib_depth2img.generation_args import DepthArgs, setting_metadata
 from lib_depth2img.webui import generation, preview, results, user_maps
 
 XYZ_OVERRIDES_ATTRIBUTE = "depth2img_xyz_overrides"
-RESIZE_NOTE = "another aspect ratio is stretched, cropped or filled as the Resize mode says"
+RESIZE_NOTE = ("A depth map of another aspect ratio is fitted as the Resize mode above says: Just resize "
+               "stretches it, Crop and resize crops it, Resize and fill fills the rest from its edges.")
 # Puts the selected img2img tab's index first (get_tab_index is the WebUI's); inline, so no global.
 SELECTED_TAB_FIRST = ("(...args) => { args[0] = typeof get_tab_index === 'function' ? "
                       "get_tab_index('mode_img2img') : -1; return args; }")
@@ -33,6 +34,8 @@ def build_controls(elem_id, picture_inputs: dict) -> tuple[list, list]:
         controls = [enabled]
         for name in DepthArgs.names()[1:]:
             controls.append(_control(gr, name, getattr(defaults, name), meta[name], elem_id(name)))
+            if name == "depth_map":
+                gr.HTML(f"<p class='depth2img-note'>{RESIZE_NOTE}</p>")
         with gr.Row():
             preview_button = gr.Button("Preview depth", elem_id="depth2img_preview_button")
             tab_index = gr.Number(value=-1, visible=False)
@@ -56,7 +59,7 @@ def _control(gr, name: str, default, meta, elem_id: str):
     if isinstance(default, bool):
         return gr.Checkbox(value=default, label=label, elem_id=elem_id, tooltip=help_text)
     if name == "depth_map":
-        return gr.File(label=f"{label} ({RESIZE_NOTE})", type="binary", elem_id=elem_id, tooltip=help_text,
+        return gr.File(label=label, type="binary", elem_id=elem_id, tooltip=help_text,
                        file_types=list(user_maps.SUFFIXES))
     return gr.Textbox(value=default, label=label, elem_id=elem_id, tooltip=help_text)
 

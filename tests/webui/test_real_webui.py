@@ -225,3 +225,31 @@ def test_depth_maps_saved_beside_the_pictures_when_the_setting_says_so(webui):
     pictures = [name for name in new if not name.endswith("-depth.png")]
     assert len(pictures) == 2
     assert sorted(new) == sorted(pictures + [name.rsplit(".", 1)[0] + "-depth.png" for name in pictures])
+
+
+def _depth_map_b64(width: int = 96, height: int = 64) -> str:
+    import cv2
+
+    ramp = np.tile(np.linspace(0, 65535, width).astype(np.uint16), (height, 1))  # 16 bits, near on the right
+    return base64.b64encode(cv2.imencode(".png", ramp)[1].tobytes()).decode()
+
+
+def test_uploaded_depth_map_through_the_api(webui):
+    result = _img2img(webui, [_picture()], {"depth_source": "upload", "depth_map": _depth_map_b64(),
+                                            "gamma": 2.0, "add_depth_to_results": True})
+    assert "Depth2img source: upload" in result["info"] and "Depth2img gamma: 2.0" in result["info"]
+    depth = np.asarray(_decode(result["images"][1]).convert("L"), dtype=float)
+    column = np.linspace(0, 1, SIZE) ** 2 * 255  # the ramp, stretched to 64 wide, with gamma 2
+    assert np.abs(depth.mean(axis=0) - column).max() < 6
+    other = _img2img(webui, [_picture()], {"depth_source": "upload", "depth_map": _depth_map_b64()})
+    assert other["images"][0] != result["images"][0]  # the map, not the picture, conditions
+
+
+def test_invalid_depth_map_is_a_clear_error(webui):
+    payload = {"init_images": [_b64(_picture())], "prompt": "x", "steps": 2, "width": SIZE, "height": SIZE,
+               "alwayson_scripts": {"Depth-to-image": {"args": [{"depth_source": "upload",
+                                                                 "depth_map": base64.b64encode(b"junk").decode()}]}}}
+    response = webui.post("/sdapi/v1/img2img", payload)
+    assert response.status_code == 500
+    assert response.json()["errors"] == "The depth map (base64) is not a picture OpenCV can read; use PNG, JPEG, " \
+                                        "WebP or TIFF."
