@@ -22,7 +22,8 @@ class InputSpec:
     """How an estimator wants its pictures: the resize rule, then mean/std normalisation."""
 
     size: int
-    resize_method: str  # "minimal": scale as little as possible; "upper_bound": fit inside size x size
+    resize_method: str  # "minimal": scale as little as possible; "upper_bound": fit inside size x size;
+    # "lower_bound": cover size x size
     multiple_of: int
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
@@ -31,13 +32,16 @@ class InputSpec:
 DPT_INPUT = InputSpec(384, "minimal", 32, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
 MIDAS_V21_INPUT = InputSpec(384, "upper_bound", 32, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 MIDAS_V21_SMALL_INPUT = InputSpec(256, "upper_bound", 32, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+DEPTH_ANYTHING_INPUT = InputSpec(518, "lower_bound", 14, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 
 
-def _to_multiple(value: float, multiple: int, max_value: int | None = None) -> int:
+def _to_multiple(value: float, multiple: int, max_value: int | None = None, min_value: int = 0) -> int:
     # round() rounds halves to even, as the reference's np.round does.
     result = round(value / multiple) * multiple
     if max_value is not None and result > max_value:
         result = math.floor(value / multiple) * multiple
+    if result < min_value:
+        result = math.ceil(value / multiple) * multiple
     return int(result)
 
 
@@ -50,10 +54,14 @@ def estimator_input_size(height: int, width: int, spec: InputSpec) -> tuple[int,
     elif spec.resize_method == "upper_bound":
         scale = min(scale_w, scale_h)
         limit = spec.size
+    elif spec.resize_method == "lower_bound":
+        scale = max(scale_w, scale_h)
+        limit = None
     else:
         raise ValueError(f"unknown resize method {spec.resize_method!r}")
-    return (_to_multiple(scale * height, spec.multiple_of, limit),
-            _to_multiple(scale * width, spec.multiple_of, limit))
+    floor = spec.size if spec.resize_method == "lower_bound" else 0
+    return (_to_multiple(scale * height, spec.multiple_of, limit, floor),
+            _to_multiple(scale * width, spec.multiple_of, limit, floor))
 
 
 def check_images(images: torch.Tensor) -> None:

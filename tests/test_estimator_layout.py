@@ -98,3 +98,25 @@ def test_pickled_code_in_a_weights_file_is_refused_not_run(tmp_path):
     with pytest.raises(Depth2ImgError, match="safely"):
         estimator_state_from_file(path)
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("size", ["s", "b", "l"])
+def test_depth_anything_v2_layout_matches_the_official_checkpoints(size):
+    expected = reference_layout(f"depth-anything-v2-vit{size}.json")
+    actual = {k: tuple(v.shape) for k, v in create_estimator(f"depth_anything_v2_vit{size}").state_dict().items()}
+    assert actual == expected
+
+
+def test_depth_anything_v2_runs_at_its_own_resolution():
+    from reference import synthetic_batch
+
+    from lib_depth2img.depth import estimate_depth
+    from lib_depth2img.transforms import estimator_input_size
+
+    estimator = create_estimator("depth_anything_v2_vits")
+    load_estimator_weights(estimator, rule_weights(reference_layout("depth-anything-v2-vits.json")))
+    pictures = torch.cat([synthetic_batch(120, 180), synthetic_batch(120, 180).flip(-1)])
+    assert estimator_input_size(120, 180, estimator.input_spec) == (518, 784)  # covers 518, multiple of 14
+    depth = estimate_depth(estimator, pictures)
+    assert depth.shape == (2, 1, 120, 180) and torch.isfinite(depth).all() and depth.std() > 0
+    assert not torch.allclose(depth[0], depth[1])

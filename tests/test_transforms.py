@@ -65,3 +65,11 @@ def test_batch_is_prepared_image_by_image():
 def test_wrong_input_is_a_clear_error(bad):
     with pytest.raises(Depth2ImgError):
         prepare_estimator_input(bad, DPT_INPUT)
+
+
+@pytest.mark.parametrize(("height", "width", "expected"), [(512, 768, (518, 784)), (1000, 600, (868, 518)),
+                                                           (518, 518, (518, 518)), (100, 100, (518, 518))])
+def test_depth_anything_lower_bound_rule(height, width, expected):
+    from lib_depth2img.transforms import DEPTH_ANYTHING_INPUT
+
+    assert estimator_input_size(height, width, DEPTH_ANYTHING_INPUT) == expected

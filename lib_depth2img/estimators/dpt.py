@@ -104,11 +104,14 @@ class FeatureFusionBlock(nn.Module):
         self.resConfUnit2 = ResidualConvUnit(channels)
         self.out_conv = nn.Conv2d(channels, channels, 1)
 
-    def forward(self, x: torch.Tensor, skip: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, skip: torch.Tensor | None = None,
+                size: tuple[int, int] | None = None) -> torch.Tensor:
+        """Fuses ``skip`` in, then upsamples to ``size`` (default twice the size)."""
         if skip is not None:
             x = x + self.resConfUnit1(skip)
         x = self.resConfUnit2(x)
-        x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=True)
+        size = size or (x.shape[-2] * 2, x.shape[-1] * 2)
+        x = F.interpolate(x, size=size, mode="bilinear", align_corners=True)
         return self.out_conv(x)
 
 
