@@ -14,7 +14,9 @@ from dataclasses import dataclass, field
 from lib_depth2img.adjustments import DepthAdjustments
 from lib_depth2img.errors import Depth2ImgError
 
-DEPTH_SOURCES = ("checkpoint", "upload")  # the checkpoint's own MiDaS, or a map the person brings
+# the checkpoint's own MiDaS, a map the person brings, or another estimator from its own weights file
+DEPTH_SOURCES = ("checkpoint", "upload", "dpt_large", "depth_anything_v2_vits", "depth_anything_v2_vitb",
+                 "depth_anything_v2_vitl")
 
 
 def _setting(default, label: str, infotext: str | None, help: str, choices: tuple = (),
@@ -29,7 +31,8 @@ class DepthArgs:
                              "Build the depth conditioning with this extension (off: the WebUI's own depth path).")
     depth_source: str = _setting("checkpoint", "Depth source", "Depth2img source",
                                  "checkpoint: the depth checkpoint's own MiDaS estimates depth from the picture. "
-                                 "upload: a depth map you bring (white = near).", DEPTH_SOURCES)
+                                 "upload: a depth map you bring (white = near). The others: estimators whose "
+                                 "weights files you have (MiDaS DPT-Large, Depth Anything V2).", DEPTH_SOURCES)
     invert: bool = _setting(False, "Invert depth", "Depth2img invert", "Swap near and far.")
     depth_from_original: bool = _setting(
         True, "Estimate depth from the original picture (inpaint)", "Depth2img from original",

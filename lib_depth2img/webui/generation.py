@@ -8,6 +8,7 @@ before every sampling. Nothing else of the WebUI is changed.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -20,7 +21,7 @@ from lib_depth2img.estimators import input_spec_for
 from lib_depth2img.generation_args import DepthArgs
 from lib_depth2img.pipeline import DepthConditioning, condition_pictures
 from lib_depth2img.tensor_index import TensorInfo
-from lib_depth2img.webui import model_loading
+from lib_depth2img.webui import extra_estimators, model_loading
 from lib_depth2img.webui.pictures import depth_pictures
 from lib_depth2img.webui.user_maps import condition_user_maps
 
@@ -96,15 +97,29 @@ def before_process(p, args: DepthArgs) -> None:
     setattr(p, NATIVE_DEPTH_METHOD, depth2img_image_conditioning)
 
 
+@contextmanager
+def depth_network(sd_model, source: str):
+    """The estimator for ``source`` with its input spec, on the compute device while in use."""
+    if source == "checkpoint":
+        network, name = estimator(sd_model)
+        run_on_compute_device(sd_model)
+        try:
+            yield network, input_spec_for(name)
+        finally:
+            offload(sd_model)
+    else:
+        network = extra_estimators.load(source)
+        try:
+            yield network, network.input_spec
+        finally:
+            extra_estimators.release(source)
+
+
 def _estimate(p, args: DepthArgs, source_image: torch.Tensor, latent_size, dtype) -> DepthConditioning:
-    network, name = estimator(p.sd_model)
     pictures = depth_pictures(p, source_image, args.depth_from_original)
-    run_on_compute_device(p.sd_model)
-    try:
-        return condition_pictures(network, pictures, latent_size, input_spec=input_spec_for(name),
-                                  adjustments=args.adjustments(), dtype=dtype, cache=DEPTH_CACHE)
-    finally:
-        offload(p.sd_model)
+    with depth_network(p.sd_model, args.depth_source) as (network, spec):
+        return condition_pictures(network, pictures, latent_size, input_spec=spec, adjustments=args.adjustments(),
+                                  dtype=dtype, cache=DEPTH_CACHE)
 
 
 def offload(sd_model) -> None:

@@ -7,7 +7,6 @@ from PIL import Image
 
 from lib_depth2img.depth_image import depth_to_image
 from lib_depth2img.errors import Depth2ImgError
-from lib_depth2img.estimators import input_spec_for
 from lib_depth2img.generation_args import DepthArgs
 from lib_depth2img.pipeline import condition_depth_map, condition_pictures
 from lib_depth2img.user_depth import read_depth_map
@@ -57,13 +56,9 @@ def _preview_estimate(args: DepthArgs, picture: Image.Image) -> tuple[Image.Imag
     sd_model = shared.sd_model
     if not generation.is_depth_model(sd_model):
         return None, generation.NOT_A_DEPTH_MODEL
-    network, name = generation.estimator(sd_model)
     rgb = pil_to_tensor(images.flatten(picture, shared.opts.img2img_background_color))[None]
-    generation.run_on_compute_device(sd_model)
-    try:
+    with generation.depth_network(sd_model, args.depth_source) as (network, spec):
         depth = condition_pictures(network, rgb, (max(rgb.shape[-2] // 8, 1), max(rgb.shape[-1] // 8, 1)),
-                                   input_spec=input_spec_for(name), adjustments=args.adjustments(),
+                                   input_spec=spec, adjustments=args.adjustments(),
                                    cache=generation.DEPTH_CACHE).depth
-    finally:
-        generation.offload(sd_model)
     return depth_to_image(depth[0]).resize(picture.size), f"Depth of the {picture.width}x{picture.height} picture."

@@ -7,7 +7,7 @@ import dataclasses
 from modules import script_callbacks, scripts, shared
 
 from lib_depth2img.generation_args import DepthArgs, setting_metadata
-from lib_depth2img.webui import generation, preview, results, user_maps
+from lib_depth2img.webui import extra_estimators, generation, preview, results, user_maps
 
 XYZ_OVERRIDES_ATTRIBUTE = "depth2img_xyz_overrides"
 RESIZE_NOTE = ("A depth map of another aspect ratio is fitted as the Resize mode above says: Just resize "
@@ -51,6 +51,9 @@ def build_controls(elem_id, picture_inputs: dict) -> tuple[list, list]:
 
 def _control(gr, name: str, default, meta, elem_id: str):
     label, help_text = meta["label"], meta["help"]
+    if name == "depth_source":  # only the estimators whose weights are here
+        choices = ["checkpoint", "upload", *extra_estimators.available()]
+        return gr.Dropdown(choices, value=default, label=label, elem_id=elem_id, tooltip=help_text)
     if meta["choices"]:
         return gr.Dropdown(list(meta["choices"]), value=default, label=label, elem_id=elem_id, tooltip=help_text)
     if meta["bounds"]:

@@ -2,3 +2,4 @@ import torch
 
 cpu = torch.device("cpu")
 device = cpu
+dtype = torch.float32

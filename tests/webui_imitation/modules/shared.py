@@ -22,3 +22,10 @@ class Options:
 
 opts = Options()
 sd_model = None
+
+
+class CommandLine:
+    medvram = lowvram = False
+
+
+cmd_opts = CommandLine()
