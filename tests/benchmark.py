@@ -6,7 +6,9 @@ Random weights: timings do not depend on the values. GPU rows appear only where 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
+import os
 import platform
 import resource
 import struct
@@ -21,7 +23,9 @@ sys.path.insert(0, str(Path(__file__).parent.parent))
 
 from lib_depth2img.checkpoint import _cache, inspect_checkpoint  # noqa: E402
 from lib_depth2img.conditioning import build_depth_conditioning  # noqa: E402
-from lib_depth2img.estimators import create_estimator  # noqa: E402
+from lib_depth2img.depth_cache import DepthCache  # noqa: E402
+from lib_depth2img.estimators import ESTIMATOR_NAMES, create_estimator  # noqa: E402
+from lib_depth2img.pipeline import condition_pictures  # noqa: E402
 from lib_depth2img.transforms import DPT_INPUT, prepare_estimator_input  # noqa: E402
 
 
@@ -57,6 +61,55 @@ def forward_rows(repeats: int) -> list[dict]:
             rows.append({"what": "dpt_hybrid forward 384x384", "device": device, "dtype": str(dtype)[6:],
                          "batch": batch, "seconds": round(seconds, 4), "seconds_per_image": round(seconds / batch, 4)})
     return rows
+
+
+def estimator_rows(repeats: int) -> list[dict]:
+    """Each estimator at its own resolution for a 512x768 picture, with the memory it takes, one at a time."""
+    rows = []
+    picture = torch.rand(1, 3, 512, 768)
+    for name in ESTIMATOR_NAMES:
+        estimator = create_estimator(name)
+        x = prepare_estimator_input(picture, estimator.input_spec)
+
+        def forward(estimator=estimator, x=x):
+            with torch.inference_mode():
+                estimator(x)
+
+        seconds = median_seconds(forward, repeats)
+        rows.append({"estimator": name, "input": list(x.shape[-2:]), "forward_seconds": round(seconds, 3),
+                     "parameters_millions": round(sum(p.numel() for p in estimator.parameters()) / 1e6, 1),
+                     # in-process resident size after the forward: freed memory is kept by the allocator
+                     "weights_mib_float32": round(sum(p.numel() for p in estimator.parameters()) * 4 / 2**20, 1),
+                     "resident_mib_after_forward": round(_rss_mib(), 1)})
+        del estimator, x
+        gc.collect()
+    return rows
+
+
+def cache_and_batch_rows(repeats: int) -> dict:
+    estimator = create_estimator("dpt_hybrid")
+    pictures = torch.rand(4, 3, 512, 512)
+    latent = (64, 64)
+
+    def miss():
+        condition_pictures(estimator, pictures[:1], latent, cache=DepthCache())
+
+    warm = DepthCache()
+    condition_pictures(estimator, pictures[:1], latent, cache=warm)
+    return {
+        "per_generation_cache_miss_seconds": round(median_seconds(miss, repeats), 3),
+        "per_generation_cache_hit_seconds": round(median_seconds(
+            lambda: condition_pictures(estimator, pictures[:1], latent, cache=warm), repeats), 5),
+        "four_pictures_one_batched_forward_seconds": round(median_seconds(
+            lambda: condition_pictures(estimator, pictures, latent), repeats), 3),
+        "four_pictures_one_by_one_seconds": round(median_seconds(
+            lambda: [condition_pictures(estimator, pictures[i:i + 1], latent) for i in range(4)], repeats), 3),
+    }
+
+
+def _rss_mib() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 def inspect_seconds(size_gib: int) -> dict:
@@ -97,6 +150,8 @@ def main() -> None:
         "conditioning_batch4_384x576_to_64x96_seconds": round(
             median_seconds(lambda: build_depth_conditioning(depth, (64, 96)), args.repeats * 4), 5),
         "inspect": inspect_seconds(5),
+        "cache_and_batching_dpt_hybrid_512x512": cache_and_batch_rows(max(1, args.repeats // 2)),
+        "estimators_512x768": estimator_rows(max(1, args.repeats // 2)),
         # ru_maxrss is KiB on Linux; the process holds one DPT-Hybrid (123M parameters, 0.49 GB in float32)
         "peak_resident_memory_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }
