@@ -15,8 +15,8 @@ from lib_depth2img.adjustments import DepthAdjustments
 from lib_depth2img.errors import Depth2ImgError
 
 # the checkpoint's own MiDaS, a map the person brings, or another estimator from its own weights file
-DEPTH_SOURCES = ("checkpoint", "upload", "dpt_large", "depth_anything_v2_vits", "depth_anything_v2_vitb",
-                 "depth_anything_v2_vitl")
+DEPTH_SOURCES = ("checkpoint", "upload", "dpt_large", "midas_v21_small", "depth_anything_v2_vits",
+                 "depth_anything_v2_vitb", "depth_anything_v2_vitl")
 
 
 def _setting(default, label: str, infotext: str | None, help: str, choices: tuple = (),
@@ -32,7 +32,8 @@ class DepthArgs:
     depth_source: str = _setting("checkpoint", "Depth source", "Depth2img source",
                                  "checkpoint: the depth checkpoint's own MiDaS estimates depth from the picture. "
                                  "upload: a depth map you bring (white = near). The others: estimators whose "
-                                 "weights files you have (MiDaS DPT-Large, Depth Anything V2).", DEPTH_SOURCES)
+                                 "weights files you have (MiDaS DPT-Large or v2.1 small, Depth Anything V2).",
+                                 DEPTH_SOURCES)
     invert: bool = _setting(False, "Invert depth", "Depth2img invert", "Swap near and far.")
     depth_from_original: bool = _setting(
         True, "Estimate depth from the original picture (inpaint)", "Depth2img from original",

@@ -72,6 +72,8 @@ def estimator_state_from_file(path: str | os.PathLike) -> dict[str, torch.Tensor
 def load_estimator_weights(estimator: nn.Module, state: dict[str, torch.Tensor], source: str = "the weights") -> None:
     """Strict load: every key and shape must match; a mismatch lists what is missing and unexpected."""
     expected = estimator.state_dict()
+    # BatchNorm's step counters are optional: release files may predate them, and eval never reads them.
+    state = {**{k: v for k, v in expected.items() if k.endswith("num_batches_tracked")}, **state}
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     wrong_shape = sorted(k for k in set(expected) & set(state) if tuple(expected[k].shape) != tuple(state[k].shape))

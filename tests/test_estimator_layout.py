@@ -120,3 +120,34 @@ def test_depth_anything_v2_runs_at_its_own_resolution():
     depth = estimate_depth(estimator, pictures)
     assert depth.shape == (2, 1, 120, 180) and torch.isfinite(depth).all() and depth.std() > 0
     assert not torch.allclose(depth[0], depth[1])
+
+
+def test_midas_v21_small_layout_and_optional_batchnorm_counters(tmp_path):
+    expected = reference_layout("midas-v21_small.json")
+    estimator = create_estimator("midas_v21_small")
+    assert {k: tuple(v.shape) for k, v in estimator.state_dict().items()} == expected
+    state = rule_weights({k: v for k, v in expected.items() if not k.endswith("num_batches_tracked")})
+    for key in [k for k in state if k.endswith("running_var")]:
+        state[key] = state[key].abs() + 0.5  # a variance is positive
+    torch.save(state, tmp_path / "midas_v21_small-70d6b9c8.pt")  # as a 2020 release file: no counters
+    load_estimator_from_file(estimator, tmp_path / "midas_v21_small-70d6b9c8.pt")
+    key = "pretrained.layer3.1.2.conv_dw.weight"
+    assert torch.equal(estimator.state_dict()[key], state[key])
+
+
+def test_midas_v21_small_runs_at_its_own_resolution():
+    from reference import synthetic_batch
+
+    from lib_depth2img.depth import estimate_depth
+    from lib_depth2img.transforms import estimator_input_size
+
+    estimator = create_estimator("midas_v21_small")
+    state = rule_weights(reference_layout("midas-v21_small.json"))
+    for key in [k for k in state if k.endswith("running_var")]:
+        state[key] = state[key].abs() + 0.5
+    load_estimator_weights(estimator, {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")})
+    pictures = torch.cat([synthetic_batch(300, 500), synthetic_batch(300, 500).flip(-2)])
+    assert estimator_input_size(300, 500, estimator.input_spec) == (160, 256)
+    depth = estimate_depth(estimator, pictures)
+    assert depth.shape == (2, 1, 300, 500) and torch.isfinite(depth).all() and depth.std() > 0
+    assert not torch.allclose(depth[0], depth[1])

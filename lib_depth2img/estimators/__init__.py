@@ -7,11 +7,13 @@ from torch import nn
 from lib_depth2img.errors import Depth2ImgError
 from lib_depth2img.estimators.depth_anything import VITB, VITL, VITS, DepthAnythingV2
 from lib_depth2img.estimators.dpt import DPT_HYBRID, DPT_LARGE, DPTDepthModel
-from lib_depth2img.transforms import DEPTH_ANYTHING_INPUT, DPT_INPUT, InputSpec
+from lib_depth2img.estimators.midas_small import MidasSmall
+from lib_depth2img.transforms import DEPTH_ANYTHING_INPUT, DPT_INPUT, MIDAS_V21_SMALL_INPUT, InputSpec
 
 _BUILDERS = {
     "dpt_hybrid": (lambda: DPTDepthModel(DPT_HYBRID), DPT_INPUT),
     "dpt_large": (lambda: DPTDepthModel(DPT_LARGE), DPT_INPUT),
+    "midas_v21_small": (MidasSmall, MIDAS_V21_SMALL_INPUT),
     "depth_anything_v2_vits": (lambda: DepthAnythingV2(VITS), DEPTH_ANYTHING_INPUT),
     "depth_anything_v2_vitb": (lambda: DepthAnythingV2(VITB), DEPTH_ANYTHING_INPUT),
     "depth_anything_v2_vitl": (lambda: DepthAnythingV2(VITL), DEPTH_ANYTHING_INPUT),

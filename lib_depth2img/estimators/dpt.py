@@ -98,11 +98,11 @@ class ResidualConvUnit(nn.Module):
 
 
 class FeatureFusionBlock(nn.Module):
-    def __init__(self, channels: int):
+    def __init__(self, channels: int, out_channels: int | None = None):
         super().__init__()
         self.resConfUnit1 = ResidualConvUnit(channels)
         self.resConfUnit2 = ResidualConvUnit(channels)
-        self.out_conv = nn.Conv2d(channels, channels, 1)
+        self.out_conv = nn.Conv2d(channels, out_channels or channels, 1)
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor | None = None,
                 size: tuple[int, int] | None = None) -> torch.Tensor:

@@ -18,6 +18,7 @@ from lib_depth2img.weights import load_estimator_from_file
 
 FILES = {
     "dpt_large": ("dpt_large-midas-2f21e586.pt", "midas"),
+    "midas_v21_small": ("midas_v21_small-70d6b9c8.pt", "midas"),
     "depth_anything_v2_vits": ("depth_anything_v2_vits.pth", "depth_anything"),
     "depth_anything_v2_vitb": ("depth_anything_v2_vitb.pth", "depth_anything"),
     "depth_anything_v2_vitl": ("depth_anything_v2_vitl.pth", "depth_anything"),
