@@ -2,9 +2,10 @@
 
 from modules import script_callbacks, scripts
 
-from lib_depth2img.webui import generation, model_loading, preview, results, routes, ui
+from lib_depth2img.webui import batch_names, generation, model_loading, preview, results, routes, ui
 
 model_loading.install_offline_midas_loader()
+batch_names.install_batch_tracking()
 script_callbacks.on_model_loaded(model_loading.check_loaded_depth_weights)
 script_callbacks.on_model_loaded(generation.forget_depth)
 script_callbacks.on_image_saved(results.on_image_saved)

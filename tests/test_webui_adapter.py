@@ -555,3 +555,21 @@ def test_other_estimators_leave_the_gpu_under_medvram(webui, depth_model, models
         devices.device, webui.shared.cmd_opts.medvram = devices.cpu, False
         del network.to
     assert moves == ["cuda", "cpu"]  # to the compute device for the forward, then off it
+
+
+def test_batch_tab_pictures_find_their_maps_although_the_tab_drops_file_names(webui, depth_model, tmp_path):
+    from modules import img2img
+
+    inputs, maps = tmp_path / "inputs", tmp_path / "maps"
+    inputs.mkdir(), maps.mkdir()
+    _picture().save(inputs / "street.png")
+    _picture(flip=True).save(inputs / "house.png")
+    _map_png(maps, "street.png"), _map_png(maps, "house.tiff", flip=True)
+    assert img2img.process_batch.depth2img_tracking  # installed when the script loaded
+    p = webui.processing.StableDiffusionProcessingImg2Img([], 192, 128, script_args=[
+        {"depth_source": "upload", "depth_map_folder": str(maps)}])
+    house, street = img2img.process_batch(p, str(inputs), "", "", [_script(webui)])  # sorted: house, street
+    assert torch.allclose(street, house.flip(-1), atol=1e-5) and not torch.allclose(street, house)
+    from lib_depth2img.webui import batch_names
+
+    assert batch_names.source_name(_picture()) is None  # outside a Batch tab run: no guessing

@@ -10,6 +10,7 @@ from lib_depth2img.errors import Depth2ImgError
 from lib_depth2img.generation_args import DepthArgs
 from lib_depth2img.pipeline import DepthConditioning, condition_depth_map
 from lib_depth2img.user_depth import FORMATS, fit_depth_map, read_depth_map
+from lib_depth2img.webui.batch_names import source_name
 
 SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff")
 
@@ -25,7 +26,7 @@ def _from_folder(folder: str, pictures: list) -> list[Path]:
             maps.setdefault(path.stem, path)
     found = []
     for picture in pictures:
-        stem = Path(getattr(picture, "filename", "") or "").stem
+        stem = source_name(picture)
         if not stem:
             raise Depth2ImgError("Depth maps from a folder are matched by the pictures' file names, and this "
                                  "picture has none: use the img2img Batch tab, or upload one depth map.")

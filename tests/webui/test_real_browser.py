@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -89,4 +90,40 @@ def test_generate_with_depth_maps_in_the_gallery(page):
     pictures = page.evaluate("new Set(Array.from(document.querySelectorAll('#img2img_gallery .thumbnail-item img'))"
                              ".map(img => img.src)).size")
     assert pictures == 2  # the picture, then the depth map that conditioned it
+    assert page.errors == []
+
+
+def test_batch_tab_takes_each_pictures_own_depth_map_from_a_folder(page, webui, tmp_path):
+    import cv2
+
+    inputs, maps, outputs = tmp_path / "inputs", tmp_path / "maps", tmp_path / "outputs"
+    for folder in (inputs, maps, outputs):
+        folder.mkdir()
+    pixels = (synthetic_image(64, 64) * 255).astype(np.uint8)
+    Image.fromarray(pixels).save(inputs / "street.png")
+    Image.fromarray(np.ascontiguousarray(pixels[::-1])).save(inputs / "house.png")
+    ramp = np.tile(np.linspace(0, 65535, 64).astype(np.uint16), (64, 1))
+    cv2.imwrite(str(maps / "street.png"), ramp)  # near on the right
+    cv2.imwrite(str(maps / "house.tif"), np.ascontiguousarray(ramp[:, ::-1]))  # near on the left
+    assert webui.post("/sdapi/v1/options", {"depth2img_save_depth_maps": True}).status_code == 200
+    try:
+        _tab(page, "img2img")
+        page.locator("#mode_img2img button", has_text="Batch").click()
+        page.locator("#mode_img2img button", has_text="From directory").click()
+        page.locator("#img2img_batch_input_dir textarea").fill(str(inputs))
+        page.locator("#img2img_batch_output_dir textarea").fill(str(outputs))
+        page.locator("#script_img2img_depthtoimage_depth_source input").click()
+        page.locator("#script_img2img_depthtoimage_depth_source ul li", has_text="upload").first.click()
+        page.locator("#script_img2img_depthtoimage_depth_map_folder textarea").fill(str(maps))
+        page.locator("#img2img_generate").click()
+        deadline = time.monotonic() + 300
+        while len(list(outputs.glob("*-depth.png"))) < 2:
+            assert time.monotonic() < deadline, f"no depth maps beside the outputs: {list(outputs.iterdir())}"
+            page.wait_for_timeout(1000)
+        _screenshot(page, "webui-img2img-batch-tab")
+    finally:
+        webui.post("/sdapi/v1/options", {"depth2img_save_depth_maps": False})
+    sides = sorted("right" if np.asarray(Image.open(f))[:, -8:].mean() > np.asarray(Image.open(f))[:, :8].mean()
+                   else "left" for f in outputs.glob("*-depth.png"))
+    assert sides == ["left", "right"]  # each picture conditioned by its own map
     assert page.errors == []

@@ -1,4 +1,4 @@
-from PIL import Image
+from PIL import Image, ImageOps
 
 
 def resize_image(resize_mode, im, width, height, upscaler_name=None):
@@ -20,3 +20,7 @@ def flatten(img, bgcolor):
         background.paste(img, mask=img)
         img = background
     return img.convert("RGB")
+
+
+def read(fp, **kwargs):
+    return ImageOps.exif_transpose(Image.open(fp, **kwargs))

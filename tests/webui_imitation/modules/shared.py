@@ -29,3 +29,12 @@ class CommandLine:
 
 
 cmd_opts = CommandLine()
+
+
+def walk_files(path, allowed_extensions=None):
+    import os
+
+    for root, _, files in sorted(os.walk(path)):
+        for filename in sorted(files):
+            if allowed_extensions is None or os.path.splitext(filename)[1].lower() in allowed_extensions:
+                yield os.path.join(root, filename)

@@ -1,0 +1,66 @@
+"""Which file of the img2img Batch tab a picture came from, for depth maps matched by file name.
+
+The Batch tab reads each file and applies the EXIF orientation, which makes a copy without the
+file name. So the tab's ``process_batch`` is wrapped once at start-up to note its input files
+while it runs, and a picture is matched by its pixels to those files read the same way.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+
+_running = {"inputs": None, "by_content": None}  # the Batch tab run in progress, if any
+
+
+def install_batch_tracking() -> None:
+    from modules import img2img, shared
+
+    if getattr(img2img.process_batch, "depth2img_tracking", False):
+        return
+    process_batch = img2img.process_batch
+
+    def tracking_process_batch(p, input, *args, **kwargs):
+        # the same listing the WebUI's process_batch makes
+        if isinstance(input, str):
+            files = list(shared.walk_files(input, allowed_extensions=(".png", ".jpg", ".jpeg", ".webp", ".tif",
+                                                                      ".tiff")))
+        else:
+            files = [os.path.abspath(x.name) for x in input]
+        _running.update(inputs=files, by_content=None)
+        try:
+            return process_batch(p, input, *args, **kwargs)
+        finally:
+            _running.update(inputs=None, by_content=None)
+
+    tracking_process_batch.depth2img_tracking = True
+    img2img.process_batch = tracking_process_batch
+
+
+def _content_key(picture: Image.Image) -> str:
+    return hashlib.sha256(np.asarray(picture.convert("RGB")).tobytes()).hexdigest()
+
+
+def source_name(picture: Image.Image) -> str | None:
+    """The file stem a picture was read from: its own ``filename``, else the Batch tab file with its pixels."""
+    own = getattr(picture, "filename", "") or ""
+    if own:
+        return Path(own).stem
+    if _running["inputs"] is None:
+        return None
+    if _running["by_content"] is None:
+        from modules import images
+
+        by_content = {}
+        for path in _running["inputs"]:
+            try:
+                by_content.setdefault(_content_key(ImageOps.exif_transpose(images.read(path))), path)
+            except OSError:
+                continue  # the WebUI skips unreadable files too
+        _running["by_content"] = by_content
+    path = _running["by_content"].get(_content_key(picture))
+    return Path(path).stem if path else None
