@@ -122,13 +122,20 @@ def test_depth_anything_v2_runs_at_its_own_resolution():
     assert not torch.allclose(depth[0], depth[1])
 
 
+def _small_release_state() -> dict:
+    """Rule-set weights for MiDaS v2.1 small as a 2020 release file would hold them: no BatchNorm counters."""
+    layout = reference_layout("midas-v21_small.json")
+    state = rule_weights({k: v for k, v in layout.items() if not k.endswith("num_batches_tracked")})
+    for key in [k for k in state if k.endswith("running_var")]:
+        state[key] = state[key].abs() + 0.5  # a variance is positive
+    return state
+
+
 def test_midas_v21_small_layout_and_optional_batchnorm_counters(tmp_path):
     expected = reference_layout("midas-v21_small.json")
     estimator = create_estimator("midas_v21_small")
     assert {k: tuple(v.shape) for k, v in estimator.state_dict().items()} == expected
-    state = rule_weights({k: v for k, v in expected.items() if not k.endswith("num_batches_tracked")})
-    for key in [k for k in state if k.endswith("running_var")]:
-        state[key] = state[key].abs() + 0.5  # a variance is positive
+    state = _small_release_state()
     torch.save(state, tmp_path / "midas_v21_small-70d6b9c8.pt")  # as a 2020 release file: no counters
     load_estimator_from_file(estimator, tmp_path / "midas_v21_small-70d6b9c8.pt")
     key = "pretrained.layer3.1.2.conv_dw.weight"
@@ -142,10 +149,7 @@ def test_midas_v21_small_runs_at_its_own_resolution():
     from lib_depth2img.transforms import estimator_input_size
 
     estimator = create_estimator("midas_v21_small")
-    state = rule_weights(reference_layout("midas-v21_small.json"))
-    for key in [k for k in state if k.endswith("running_var")]:
-        state[key] = state[key].abs() + 0.5
-    load_estimator_weights(estimator, {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")})
+    load_estimator_weights(estimator, _small_release_state())
     pictures = torch.cat([synthetic_batch(300, 500), synthetic_batch(300, 500).flip(-2)])
     assert estimator_input_size(300, 500, estimator.input_spec) == (160, 256)
     depth = estimate_depth(estimator, pictures)
