@@ -127,3 +127,18 @@ def test_batch_tab_takes_each_pictures_own_depth_map_from_a_folder(page, webui, 
                    else "left" for f in outputs.glob("*-depth.png"))
     assert sides == ["left", "right"]  # each picture conditioned by its own map
     assert page.errors == []
+
+
+def test_paste_parameters_restores_the_depth_settings(page):
+    _tab(page, "img2img")
+    prompt = page.locator("#img2img_prompt textarea")
+    prompt.fill("a house by a lake\nSteps: 2, Sampler: Euler, Seed: 1, Size: 64x64, Depth2img: True, "
+                "Depth2img source: checkpoint, Depth2img invert: True, Depth2img gamma: 2.5")
+    page.locator("#tab_img2img #paste").click()
+    invert = page.locator("#script_img2img_depthtoimage_invert input")
+    page.wait_for_function("() => document.querySelector('#script_img2img_depthtoimage_invert input').checked")
+    assert invert.is_checked()
+    gamma = page.locator("#script_img2img_depthtoimage_gamma input[type=number]")
+    assert float(gamma.input_value()) == 2.5
+    _screenshot(page, "webui-img2img-pasted")
+    assert page.errors == []
