@@ -27,9 +27,7 @@ def create_estimator(name: str) -> nn.Module:
 
     The module carries ``estimator_name`` and ``input_spec`` so callers need not pass them around.
     """
-    if name not in _BUILDERS:
-        raise Depth2ImgError(f"Unknown depth estimator {name!r}; choose one of: {', '.join(ESTIMATOR_NAMES)}.")
-    build, spec = _BUILDERS[name]
+    build, spec = _entry(name)
     module = build().eval()
     module.estimator_name = name
     module.input_spec = spec
@@ -37,6 +35,10 @@ def create_estimator(name: str) -> nn.Module:
 
 
 def input_spec_for(name: str) -> InputSpec:
+    return _entry(name)[1]
+
+
+def _entry(name: str):
     if name not in _BUILDERS:
         raise Depth2ImgError(f"Unknown depth estimator {name!r}; choose one of: {', '.join(ESTIMATOR_NAMES)}.")
-    return _BUILDERS[name][1]
+    return _BUILDERS[name]

@@ -14,6 +14,7 @@ from torch import nn
 
 from lib_depth2img.errors import Depth2ImgError
 from lib_depth2img.estimators import create_estimator
+from lib_depth2img.webui import option_keys
 from lib_depth2img.weights import load_estimator_from_file
 
 FILES = {
@@ -62,5 +63,5 @@ def load(name: str) -> nn.Module:
 def release(name: str) -> None:
     """Off the GPU after use under --medvram/--lowvram, or when the setting says so."""
     low_memory = shared.cmd_opts.medvram or shared.cmd_opts.lowvram
-    if name in _loaded and (low_memory or shared.opts.data.get("depth2img_move_to_cpu", False)):
+    if name in _loaded and (low_memory or shared.opts.data.get(option_keys.MOVE_TO_CPU, False)):
         _loaded[name].to(devices.cpu)

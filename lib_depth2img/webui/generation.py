@@ -21,12 +21,11 @@ from lib_depth2img.estimators import input_spec_for
 from lib_depth2img.generation_args import DepthArgs
 from lib_depth2img.pipeline import DepthConditioning, condition_pictures
 from lib_depth2img.tensor_index import TensorInfo
-from lib_depth2img.webui import extra_estimators, model_loading
+from lib_depth2img.webui import extra_estimators, model_loading, option_keys
 from lib_depth2img.webui.pictures import depth_pictures
 from lib_depth2img.webui.user_maps import condition_user_maps
 
 NATIVE_DEPTH_METHOD = "depth2img_image_conditioning"
-MOVE_OPTION = "depth2img_move_to_cpu"
 NOT_A_DEPTH_MODEL = ("Depth-to-image needs a Stable Diffusion 2 depth checkpoint (such as 512-depth-ema); "
                      "the loaded checkpoint is not one. For SD 1.5 models, use ControlNet's depth model.")
 
@@ -69,7 +68,7 @@ def run_on_compute_device(sd_model) -> None:
     depth_model = sd_model.depth_model
     for hook in list(depth_model._forward_pre_hooks.values()):
         hook(depth_model, ())
-    if shared.opts.data.get(MOVE_OPTION, False) and not getattr(sd_model, "lowvram", False):
+    if _moved_by_setting(sd_model):
         depth_model.to(devices.device)
 
 
@@ -123,8 +122,13 @@ def _estimate(p, args: DepthArgs, source_image: torch.Tensor, latent_size, dtype
 
 
 def offload(sd_model) -> None:
-    if shared.opts.data.get(MOVE_OPTION, False) and not getattr(sd_model, "lowvram", False):
+    if _moved_by_setting(sd_model):
         sd_model.depth_model.to(devices.cpu)
+
+
+def _moved_by_setting(sd_model) -> bool:
+    """The setting moves the network; under --lowvram/--medvram the WebUI's own hooks do instead."""
+    return shared.opts.data.get(option_keys.MOVE_TO_CPU, False) and not getattr(sd_model, "lowvram", False)
 
 
 def _batch_conditioning(generation: _Generation, init_latent: torch.Tensor) -> torch.Tensor:

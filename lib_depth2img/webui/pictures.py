@@ -15,9 +15,14 @@ def pil_to_tensor(picture: Image.Image) -> torch.Tensor:
     return torch.from_numpy(np.asarray(picture.convert("RGB"), dtype=np.float32) / 255.0).permute(2, 0, 1)
 
 
+def only_masked_crop(p) -> tuple[int, int, int, int] | None:
+    """(x, y, width, height) of the part "Inpaint area: Only masked" samples, or None for the whole picture."""
+    return getattr(p, "paste_to", None) if p.image_mask is not None and p.inpaint_full_res else None
+
+
 def untouched_pictures(p) -> torch.Tensor:
     """``p.init_images`` flattened, resized or cropped exactly as ``init`` does, but never filled."""
-    crop = getattr(p, "paste_to", None) if p.image_mask is not None and p.inpaint_full_res else None
+    crop = only_masked_crop(p)
     laid_out = []
     for picture in p.init_images:
         picture = images.flatten(picture, opts.img2img_background_color)

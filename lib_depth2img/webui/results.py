@@ -8,9 +8,7 @@ from modules import shared
 from PIL import Image
 
 from lib_depth2img.depth_image import depth_to_image
-from lib_depth2img.webui import generation
-
-SAVE_OPTION = "depth2img_save_depth_maps"
+from lib_depth2img.webui import generation, option_keys
 
 
 def _depth_picture(p, state, index: int) -> Image.Image:
@@ -21,7 +19,7 @@ def _depth_picture(p, state, index: int) -> Image.Image:
 def postprocess_image_after_composite(p) -> None:
     """The WebUI saves picture ``p.batch_index`` right after this hook: mark it for ``on_image_saved``."""
     state = generation.generation_for(p)
-    if state is not None and shared.opts.data.get(SAVE_OPTION, False):
+    if state is not None and shared.opts.data.get(option_keys.SAVE_DEPTH_MAPS, False):
         state.pending_save = p.batch_index
 
 

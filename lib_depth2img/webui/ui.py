@@ -7,7 +7,7 @@ import dataclasses
 from modules import script_callbacks, scripts, shared
 
 from lib_depth2img.generation_args import DepthArgs, setting_metadata
-from lib_depth2img.webui import extra_estimators, generation, preview, results, user_maps
+from lib_depth2img.webui import extra_estimators, option_keys, preview, user_maps
 
 XYZ_OVERRIDES_ATTRIBUTE = "depth2img_xyz_overrides"
 RESIZE_NOTE = ("A depth map of another aspect ratio is fitted as the Resize mode above says: Just resize "
@@ -84,10 +84,10 @@ def args_for(p, script_args) -> DepthArgs:
 
 def add_settings() -> None:
     section = ("depth2img", "Depth-to-image")
-    shared.opts.add_option(generation.MOVE_OPTION, shared.OptionInfo(
+    shared.opts.add_option(option_keys.MOVE_TO_CPU, shared.OptionInfo(
         False, "Move the depth estimator to the CPU after each generation (saves about 0.5 GB of GPU memory, "
                "costs a transfer per generation)", section=section))
-    shared.opts.add_option(results.SAVE_OPTION, shared.OptionInfo(
+    shared.opts.add_option(option_keys.SAVE_DEPTH_MAPS, shared.OptionInfo(
         False, "Save the depth maps added to the results beside the pictures (same file name, -depth suffix)",
         section=section))
 

@@ -11,6 +11,7 @@ from lib_depth2img.generation_args import DepthArgs
 from lib_depth2img.pipeline import DepthConditioning, condition_depth_map
 from lib_depth2img.user_depth import FORMATS, fit_depth_map, read_depth_map
 from lib_depth2img.webui.batch_names import source_name
+from lib_depth2img.webui.pictures import only_masked_crop
 
 SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff")
 
@@ -46,7 +47,7 @@ def condition_user_maps(p, args: DepthArgs, latent_size: tuple[int, int], dtype:
     else:
         raise Depth2ImgError("Depth source is 'upload' but no depth map was given: upload one in the "
                              "Depth-to-image accordion (through the API: depth_map as base64).")
-    crop = getattr(p, "paste_to", None) if p.image_mask is not None and p.inpaint_full_res else None
+    crop = only_masked_crop(p)
     results = []
     for source, picture in zip(sources, pictures, strict=True):
         depth_map = read_depth_map(source)
