@@ -1,4 +1,5 @@
-"""Command line: ``python -m lib_depth2img depth IMAGE... --weights FILE`` writes ``<name>-depth.png`` per picture."""
+"""Command line: ``depth IMAGE... --weights FILE`` writes ``<name>-depth.png`` per picture; ``convert`` moves a
+depth model between a diffusers folder and a single-file WebUI checkpoint."""
 
 from __future__ import annotations
 
@@ -31,7 +32,33 @@ def _parser() -> argparse.ArgumentParser:
     depth.add_argument("--device", default="cpu", choices=("cpu", "cuda", "mps"))
     depth.add_argument("--half", action="store_true", help="run the estimator in float16 (GPU only)")
     depth.add_argument("--bits", type=int, choices=(8, 16), default=8, help="bits per pixel of the PNG")
+    convert = commands.add_parser("convert", help="diffusers depth pipeline folder <-> WebUI checkpoint")
+    convert.add_argument("source", type=Path, help="a diffusers folder, or with --to diffusers a checkpoint")
+    convert.add_argument("out", type=Path, help="OUT.safetensors (OUT.yaml is written beside it), or a new folder")
+    convert.add_argument("--to", choices=("checkpoint", "diffusers"), default="checkpoint")
+    convert.add_argument("--half", action="store_true", help="write float16 weights (half the size)")
+    convert.add_argument("--base", type=Path, metavar="FOLDER",
+                         help="with --to diffusers: diffusers folder to copy tokenizer/ and feature_extractor/ from")
     return parser
+
+
+def run_convert(args: argparse.Namespace) -> list[Path]:
+    if args.to == "checkpoint":
+        if args.source.is_file():
+            raise Depth2ImgError(f"{args.source} is a file: to make a diffusers folder of it, add --to diffusers.")
+        from lib_depth2img.conversion.to_checkpoint import diffusers_to_checkpoint
+
+        return list(diffusers_to_checkpoint(args.source, args.out, args.half))
+    if not args.source.is_file():
+        raise Depth2ImgError(f"{args.source} is not a checkpoint file.")
+    from lib_depth2img.conversion.to_diffusers import WEIGHTLESS, checkpoint_to_diffusers
+
+    folder = checkpoint_to_diffusers(args.source, args.out, args.half, args.base)
+    if not args.base:
+        print(f"note: copy {' and '.join(f'{name}/' for name in WEIGHTLESS)} from the diffusers folder the model "
+              f"came from (e.g. stabilityai/stable-diffusion-2-depth) into {folder}, or pass --base FOLDER.",
+              file=sys.stderr)
+    return [folder]
 
 
 def _detect_estimator(weights: Path) -> str:
@@ -87,7 +114,7 @@ def run_depth(args: argparse.Namespace) -> list[Path]:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        for path in run_depth(args):
+        for path in (run_convert if args.command == "convert" else run_depth)(args):
             print(path)
     except Depth2ImgError as error:
         print(f"error: {error}", file=sys.stderr)

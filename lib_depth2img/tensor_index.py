@@ -19,7 +19,7 @@ from pathlib import Path
 
 from lib_depth2img.errors import Depth2ImgError
 
-_SAFETENSORS_DTYPES = {"F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16", "I64": "int64",
+SAFETENSORS_DTYPES = {"F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16", "I64": "int64",
                        "I32": "int32", "I16": "int16", "I8": "int8", "U8": "uint8", "BOOL": "bool"}
 _STORAGE_DTYPES = {"DoubleStorage": "float64", "FloatStorage": "float32", "HalfStorage": "float16",
                    "BFloat16Storage": "bfloat16", "LongStorage": "int64", "IntStorage": "int32",
@@ -45,7 +45,28 @@ def read_tensor_index(path: str | Path) -> dict[str, TensorInfo]:
         raise Depth2ImgError(f"Cannot read {path}: {error.strerror or error}.") from error
 
 
+@dataclass(frozen=True)
+class StoredTensor:
+    info: TensorInfo
+    start: int  # absolute byte offsets in the file
+    end: int
+
+
+def read_safetensors_entries(path: str | Path) -> dict[str, StoredTensor]:
+    """Every tensor of a ``.safetensors`` file with where its bytes lie, for reading one tensor at a time."""
+    path = Path(path)
+    try:
+        with path.open("rb") as f:
+            return _safetensors_entries(f, path)
+    except OSError as error:
+        raise Depth2ImgError(f"Cannot read {path}: {error.strerror or error}.") from error
+
+
 def _read_safetensors_header(f: io.BufferedReader, path: Path) -> dict[str, TensorInfo]:
+    return {name: entry.info for name, entry in _safetensors_entries(f, path).items()}
+
+
+def _safetensors_entries(f: io.BufferedReader, path: Path) -> dict[str, StoredTensor]:
     size = path.stat().st_size
     raw = f.read(8)
     if len(raw) < 8:
@@ -58,17 +79,19 @@ def _read_safetensors_header(f: io.BufferedReader, path: Path) -> dict[str, Tens
         header = json.loads(f.read(header_len))
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise Depth2ImgError(f"{path} is not a valid .safetensors file: its header is not JSON ({error}).") from error
-    index = {}
-    data_end = 0
+    entries = {}
+    data_start = 8 + header_len
     for name, entry in header.items():
         if name == "__metadata__":
             continue
-        index[name] = TensorInfo(tuple(entry["shape"]), _SAFETENSORS_DTYPES.get(entry["dtype"], entry["dtype"]))
-        data_end = max(data_end, entry["data_offsets"][1])
-    if 8 + header_len + data_end > size:
-        raise Depth2ImgError(f"{path} is truncated: its tensors need {8 + header_len + data_end} bytes "
+        begin, end = entry["data_offsets"]
+        info = TensorInfo(tuple(entry["shape"]), SAFETENSORS_DTYPES.get(entry["dtype"], entry["dtype"]))
+        entries[name] = StoredTensor(info, data_start + begin, data_start + end)
+    data_end = max((entry.end for entry in entries.values()), default=data_start)
+    if data_end > size:
+        raise Depth2ImgError(f"{path} is truncated: its tensors need {data_end} bytes "
                              f"but the file has {size}. Download it again.")
-    return index
+    return entries
 
 
 class _Opaque(dict):

@@ -10,6 +10,10 @@ import re
 
 import torch
 
+from lib_depth2img.conversion.plan import Planned, apply_plan, chunk_of, concatenated, constant, renamed
+from lib_depth2img.errors import Depth2ImgError
+from lib_depth2img.tensor_index import TensorInfo
+
 _RENAMES = [  # (MiDaS pattern, transformers replacement), applied in order, first match wins
     (r"^pretrained\.model\.cls_token$", "dpt.embeddings.cls_token"),
     (r"^pretrained\.model\.pos_embed$", "dpt.embeddings.position_embeddings"),
@@ -50,33 +54,48 @@ def _rename(key: str) -> str:
     raise KeyError(f"no transformers name for MiDaS key {key}")
 
 
-def midas_to_transformers(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    converted = {}
-    for key, tensor in state.items():
-        if _HEAD.match(key):
-            continue
+def dpt_to_transformers(index: dict) -> list[Planned]:
+    plan = []
+    for key, info in index.items():
         qkv = _QKV.match(key)
         if qkv:
             block, kind = qkv.groups()
-            for name, part in zip(("query", "key", "value"), tensor.chunk(3, dim=0), strict=True):
-                converted[f"dpt.encoder.layer.{block}.attention.attention.{name}.{kind}"] = part.clone()
-        else:
-            converted[_rename(key)] = tensor
-    return converted
+            plan += [chunk_of(f"dpt.encoder.layer.{block}.attention.attention.{name}.{kind}", key,
+                              (info.shape[0] // 3, *info.shape[1:]), part, 3)
+                     for part, name in enumerate(("query", "key", "value"))]
+        elif not _HEAD.match(key):
+            plan.append(renamed(_rename(key), key, info.shape))
+    return plan
 
 
-def transformers_to_midas(state: dict[str, torch.Tensor],
-                          layout: dict[str, tuple[int, ...]]) -> dict[str, torch.Tensor]:
+def dpt_to_midas(index: dict, layout: dict[str, tuple[int, ...]]) -> list[Planned]:
     """``layout``: MiDaS key -> shape (our estimator's state_dict) says which keys to produce."""
-    converted = {}
+    plan = []
     for key, shape in layout.items():
         qkv = _QKV.match(key)
         if qkv:
             block, kind = qkv.groups()
             prefix = f"dpt.encoder.layer.{block}.attention.attention."
-            converted[key] = torch.cat([state[prefix + f"{name}.{kind}"] for name in ("query", "key", "value")])
+            plan.append(concatenated(key, [prefix + f"{name}.{kind}" for name in ("query", "key", "value")], shape))
         elif _HEAD.match(key):
-            converted[key] = torch.zeros(shape)  # MiDaS never uses the ViT classifier
+            plan.append(constant(key, torch.zeros(shape)))  # MiDaS never uses the ViT classifier
         else:
-            converted[key] = state[_rename(key)]
-    return converted
+            source = _rename(key)
+            if source not in index:
+                raise Depth2ImgError(f"The depth estimator lacks {source}: it is not DPT-Hybrid "
+                                     "(Intel/dpt-hybrid-midas), the estimator SD2 depth was trained with.")
+            plan.append(renamed(key, source, shape))
+    return plan
+
+
+def midas_to_transformers(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return apply_plan(dpt_to_transformers(_index_of(state)), state)
+
+
+def transformers_to_midas(state: dict[str, torch.Tensor],
+                          layout: dict[str, tuple[int, ...]]) -> dict[str, torch.Tensor]:
+    return apply_plan(dpt_to_midas(_index_of(state), layout), state)
+
+
+def _index_of(state: dict[str, torch.Tensor]) -> dict:
+    return {k: TensorInfo(tuple(v.shape), str(v.dtype)) for k, v in state.items()}

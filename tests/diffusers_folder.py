@@ -1,0 +1,46 @@
+"""A diffusers depth pipeline folder with random weights in the exact layout of stabilityai/stable-diffusion-2-depth.
+
+Written with safetensors' own writer, so the converter's reader is checked against an independent one.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from reference import load_reference
+from safetensors.torch import save_file
+
+LAYOUT = load_reference("diffusers-sd2-depth.json")
+WEIGHTS_FILES = {"unet": "diffusion_pytorch_model.safetensors", "vae": "diffusion_pytorch_model.safetensors",
+                 "text_encoder": "model.safetensors", "depth_estimator": "model.safetensors"}
+SCHEDULER = {"_class_name": "PNDMScheduler", "beta_start": 0.00085, "beta_end": 0.012,
+             "beta_schedule": "scaled_linear", "num_train_timesteps": 1000, "prediction_type": "epsilon"}
+
+
+def random_tensor(shape: list[int], dtype: str, generator: torch.Generator, float_dtype: torch.dtype) -> torch.Tensor:
+    if dtype == "int64":  # position_ids: 0..76 in every real file
+        return torch.arange(shape[-1]).expand(shape).contiguous()
+    return torch.randn(shape, generator=generator, dtype=torch.float32).to(float_dtype)
+
+
+def write_depth_pipeline(folder: Path, float_dtype: torch.dtype = torch.float16, seed: int = 0,
+                         scheduler: dict | None = None, components: tuple[str, ...] = tuple(WEIGHTS_FILES)) -> Path:
+    generator = torch.Generator().manual_seed(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "model_index.json").write_text(json.dumps(LAYOUT["model_index"]))
+    (folder / "scheduler").mkdir(exist_ok=True)
+    (folder / "scheduler" / "scheduler_config.json").write_text(json.dumps(scheduler or SCHEDULER))
+    for name in components:
+        component = LAYOUT["components"][name]
+        (folder / name).mkdir(exist_ok=True)
+        (folder / name / "config.json").write_text(json.dumps(component["config"]))
+        tensors = {key: random_tensor(shape, dtype, generator, float_dtype)
+                   for key, (shape, dtype) in component["tensors"].items()}
+        save_file(tensors, str(folder / name / WEIGHTS_FILES[name]), metadata={"format": "pt"})
+        del tensors
+    for name in ("tokenizer", "feature_extractor"):  # weightless parts a base folder carries
+        (folder / name).mkdir(exist_ok=True)
+        (folder / name / "marker.json").write_text(json.dumps({"from": name}))
+    return folder
