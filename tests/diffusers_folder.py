@@ -19,14 +19,17 @@ SCHEDULER = {"_class_name": "PNDMScheduler", "beta_start": 0.00085, "beta_end": 
              "beta_schedule": "scaled_linear", "num_train_timesteps": 1000, "prediction_type": "epsilon"}
 
 
-def random_tensor(shape: list[int], dtype: str, generator: torch.Generator, float_dtype: torch.dtype) -> torch.Tensor:
+def random_tensor(shape: list[int], dtype: str, generator: torch.Generator, float_dtype: torch.dtype,
+                  std: float = 1.0) -> torch.Tensor:
     if dtype == "int64":  # position_ids: 0..76 in every real file
         return torch.arange(shape[-1]).expand(shape).contiguous()
-    return torch.randn(shape, generator=generator, dtype=torch.float32).to(float_dtype)
+    return (std * torch.randn(shape, generator=generator, dtype=torch.float32)).to(float_dtype)
 
 
 def write_depth_pipeline(folder: Path, float_dtype: torch.dtype = torch.float16, seed: int = 0,
-                         scheduler: dict | None = None, components: tuple[str, ...] = tuple(WEIGHTS_FILES)) -> Path:
+                         scheduler: dict | None = None, components: tuple[str, ...] = tuple(WEIGHTS_FILES),
+                         std: float = 1.0, depth_estimator: dict[str, torch.Tensor] | None = None) -> Path:
+    """``std`` small keeps activations of the random networks sane; ``depth_estimator`` replaces its random weights."""
     generator = torch.Generator().manual_seed(seed)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "model_index.json").write_text(json.dumps(LAYOUT["model_index"]))
@@ -36,8 +39,10 @@ def write_depth_pipeline(folder: Path, float_dtype: torch.dtype = torch.float16,
         component = LAYOUT["components"][name]
         (folder / name).mkdir(exist_ok=True)
         (folder / name / "config.json").write_text(json.dumps(component["config"]))
-        tensors = {key: random_tensor(shape, dtype, generator, float_dtype)
+        tensors = {key: random_tensor(shape, dtype, generator, float_dtype, std)
                    for key, (shape, dtype) in component["tensors"].items()}
+        if name == "depth_estimator" and depth_estimator:
+            tensors = {key: depth_estimator[key].to(float_dtype).contiguous() for key in tensors}
         save_file(tensors, str(folder / name / WEIGHTS_FILES[name]), metadata={"format": "pt"})
         del tensors
     for name in ("tokenizer", "feature_extractor"):  # weightless parts a base folder carries

@@ -1,0 +1,110 @@
+"""The converter's pieces on small inputs: messages for bad input, dtype rules, interrupted writes, estimator output."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from diffusers_folder import LAYOUT, write_depth_pipeline
+from reference import synthetic_batch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from lib_depth2img.cli import main
+from lib_depth2img.conversion.dpt_keys import dpt_to_midas, dpt_to_transformers
+from lib_depth2img.conversion.ldm_yaml import SD2_DEPTH, depth_yaml
+from lib_depth2img.conversion.plan import Planned, constant, renamed
+from lib_depth2img.conversion.tensor_files import SafetensorsSource, StateDictSource, write_safetensors
+from lib_depth2img.conversion.vae_keys import vae_to_ldm
+from lib_depth2img.depth import estimate_depth
+from lib_depth2img.errors import Depth2ImgError
+from lib_depth2img.estimators import create_estimator
+from lib_depth2img.tensor_index import TensorInfo
+from lib_depth2img.weights import load_estimator_weights
+
+
+def error_of(capsys, *argv) -> str:
+    assert main(["convert", *map(str, argv)]) == 2
+    return capsys.readouterr().err
+
+
+def test_a_folder_that_is_no_depth_pipeline_says_what_is_missing(tmp_path, capsys):
+    assert "has no model_index.json" in error_of(capsys, tmp_path, tmp_path / "out.safetensors")
+    (tmp_path / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusionPipeline"}))
+    (tmp_path / "unet").mkdir()
+    (tmp_path / "unet" / "config.json").write_text(json.dumps({"in_channels": 4}))
+    (tmp_path / "unet" / "diffusion_pytorch_model.bin").write_bytes(b"pickle")
+    message = error_of(capsys, tmp_path, tmp_path / "out.safetensors")
+    for expected in ("names StableDiffusionPipeline, not StableDiffusionDepth2ImgPipeline",
+                     "only pickled diffusion_pytorch_model.bin", "safe_serialization=True",
+                     "depth_estimator/config.json is missing", "takes 4 input channels where a depth UNet takes 5"):
+        assert expected in message
+    assert not (tmp_path / "out.safetensors").exists()
+
+
+def test_wrong_output_names_and_sources_are_refused_before_any_work(tmp_path, capsys):
+    folder = write_depth_pipeline(tmp_path / "d", components=("vae",))  # incomplete: fails if it got that far
+    assert "written as .safetensors only" in error_of(capsys, folder, tmp_path / "out.ckpt")
+    plain = tmp_path / "plain.safetensors"
+    save_file({"model.diffusion_model.input_blocks.0.0.weight": torch.zeros(320, 4, 3, 3)}, str(plain))
+    assert "add --to diffusers" in error_of(capsys, plain, tmp_path / "x")
+    assert "is not a depth model" in error_of(capsys, plain, tmp_path / "x", "--to", "diffusers")
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "keep.txt").write_text("mine")
+    assert "is not empty" in error_of(capsys, plain, tmp_path / "busy", "--to", "diffusers")
+    assert (tmp_path / "busy" / "keep.txt").read_text() == "mine"
+
+
+def test_half_casts_floats_only_and_keeps_what_must_stay_exact(tmp_path):
+    source = StateDictSource({"w": torch.randn(3, 2), "ids": torch.arange(4)})
+    plan = [renamed("w2", "w", (3, 2)), renamed("ids2", "ids", (4,)),
+            constant("alphas", torch.linspace(0, 1, 5, dtype=torch.float32), keep_dtype=True)]
+    write_safetensors(tmp_path / "o.safetensors", [("part", plan)], source, torch.float16)
+    with safe_open(str(tmp_path / "o.safetensors"), "pt") as f:
+        assert f.get_tensor("w2").dtype == torch.float16 and f.get_tensor("ids2").dtype == torch.int64
+        assert f.get_tensor("alphas").dtype == torch.float32
+        assert torch.equal(f.get_tensor("w2"), source.read("w").half())
+
+
+def test_an_interrupted_write_leaves_no_file(tmp_path):
+    def fail(tensors):
+        raise KeyboardInterrupt
+
+    source = StateDictSource({"w": torch.ones(2)})
+    plan = [renamed("a", "w", (2,)), Planned("b", (2,), ("w",), fail)]
+    with pytest.raises(KeyboardInterrupt):
+        write_safetensors(tmp_path / "o.safetensors", [("part", plan)], source, torch.float32)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_newer_diffusers_vae_attention_names_are_read_too():
+    names = {k: TensorInfo(tuple(shape), dtype) for k, (shape, dtype) in LAYOUT["components"]["vae"]["tensors"].items()}
+    modern = {LAYOUT["components"]["vae"]["vae_modern_aliases"].get(k, k): v for k, v in names.items()}
+    config = LAYOUT["components"]["vae"]["config"]
+    assert [(p.name, p.shape) for p in vae_to_ldm(modern, config)] == [(p.name, p.shape)
+                                                                       for p in vae_to_ldm(names, config)]
+
+
+def test_v_prediction_and_other_text_encoders():
+    v = depth_yaml(**{**SD2_DEPTH, "scheduler": {**SD2_DEPTH["scheduler"], "prediction_type": "v_prediction"}})
+    assert v["model"]["params"]["parameterization"] == "v"
+    with pytest.raises(Depth2ImgError, match="not SD2's OpenCLIP ViT-H/14"):
+        depth_yaml(**{**SD2_DEPTH, "text_encoder": {"hidden_size": 768, "num_hidden_layers": 12}})
+
+
+def test_depth_estimator_gives_the_same_depth_after_conversion_both_ways(tmp_path, hybrid_rule_state,
+                                                                          hybrid_estimator):
+    state = StateDictSource(hybrid_rule_state)
+    write_safetensors(tmp_path / "model.safetensors", [("depth", dpt_to_transformers(state.index))], state,
+                      torch.float32)
+    transformers_layout = SafetensorsSource([tmp_path / "model.safetensors"])
+    layout = {k: tuple(v.shape) for k, v in hybrid_rule_state.items()}
+    write_safetensors(tmp_path / "midas.safetensors", [("depth", dpt_to_midas(transformers_layout.index, layout))],
+                      transformers_layout, torch.float32)
+    estimator = create_estimator("dpt_hybrid")
+    midas = SafetensorsSource([tmp_path / "midas.safetensors"])
+    load_estimator_weights(estimator, {k: midas.read(k) for k in midas.index})
+    picture = synthetic_batch(384, 384)
+    before, after = estimate_depth(hybrid_estimator, picture), estimate_depth(estimator, picture)
+    assert (after - before).abs().max() <= 1e-4 * (before.max() - before.min())
