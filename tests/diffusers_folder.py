@@ -6,6 +6,8 @@ Written with safetensors' own writer, so the converter's reader is checked again
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import torch
@@ -17,6 +19,20 @@ WEIGHTS_FILES = {"unet": "diffusion_pytorch_model.safetensors", "vae": "diffusio
                  "text_encoder": "model.safetensors", "depth_estimator": "model.safetensors"}
 SCHEDULER = {"_class_name": "PNDMScheduler", "beta_start": 0.00085, "beta_end": 0.012,
              "beta_schedule": "scaled_linear", "num_train_timesteps": 1000, "prediction_type": "epsilon"}
+
+ROOT = Path(__file__).parent.parent
+# VmHWM of the converting process itself: Linux carries ru_maxrss over from the forking process
+_MEASURED = ("import re, sys; from lib_depth2img.cli import main; code = main(sys.argv[1:]); "
+             "print('peak_rss_bytes', 1024 * int(re.search(r'VmHWM:\\s+(\\d+) kB', "
+             "open('/proc/self/status').read()).group(1))); sys.exit(code)")
+
+
+def run_convert(*args) -> tuple[subprocess.CompletedProcess, int | None]:
+    """``python -m lib_depth2img convert ARGS`` in its own process, and that process's peak resident bytes."""
+    run = subprocess.run([sys.executable, "-c", _MEASURED, "convert", *map(str, args)], cwd=ROOT,
+                         capture_output=True, text=True, timeout=900)
+    peak = run.stdout.split("peak_rss_bytes")[-1].split()
+    return run, int(peak[0]) if run.returncode == 0 and peak else None
 
 
 def random_tensor(shape: list[int], dtype: str, generator: torch.Generator, float_dtype: torch.dtype,

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from diffusers_folder import LAYOUT, SCHEDULER, WEIGHTS_FILES, write_depth_pipeline
+from diffusers_folder import LAYOUT, SCHEDULER, WEIGHTS_FILES, run_convert, write_depth_pipeline
 from omegaconf import OmegaConf
 from reference import load_reference
 from safetensors import safe_open
@@ -18,18 +16,6 @@ from safetensors import safe_open
 from lib_depth2img.checkpoint import inspect_checkpoint
 
 CHECKPOINT = load_reference("sd2-depth-512-depth-ema.json")["tensors"]
-ROOT = Path(__file__).parents[1]
-# VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the forking (pytest) process into the child
-MEASURE = ("import re, sys; from lib_depth2img.cli import main; code = main(sys.argv[1:]); "
-           "status = open('/proc/self/status').read(); "
-           "print('peak_rss_bytes', int(re.search(r'VmHWM:\\s+(\\d+) kB', status).group(1)) * 1024); sys.exit(code)")
-
-
-def convert(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", MEASURE, "convert", *map(str, args)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=600)
-
-
 def read_all(path: Path) -> dict[str, torch.Tensor]:
     with safe_open(str(path), "pt") as f:
         return {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (not a dict)
@@ -39,11 +25,12 @@ def read_all(path: Path) -> dict[str, torch.Tensor]:
 def converted(tmp_path_factory):
     root = tmp_path_factory.mktemp("conversion")
     folder = write_depth_pipeline(root / "diffusers")
-    to_checkpoint = convert(folder, root / "ckpt" / "depth-finetune.safetensors")
-    assert to_checkpoint.returncode == 0, to_checkpoint.stderr
-    back = convert(root / "ckpt" / "depth-finetune.safetensors", root / "back", "--to", "diffusers", "--base", folder)
-    assert back.returncode == 0, back.stderr
-    return folder, root / "ckpt" / "depth-finetune.safetensors", root / "back", to_checkpoint
+    checkpoint = root / "ckpt" / "depth-finetune.safetensors"
+    to_checkpoint = run_convert(folder, checkpoint)
+    assert to_checkpoint[1], to_checkpoint[0].stderr
+    back = run_convert(checkpoint, root / "back", "--to", "diffusers", "--base", folder)
+    assert back[1], back[0].stderr
+    return folder, checkpoint, root / "back", to_checkpoint
 
 
 def test_checkpoint_has_exactly_the_layout_of_512_depth_ema(converted):
@@ -57,10 +44,9 @@ def test_checkpoint_has_exactly_the_layout_of_512_depth_ema(converted):
 
 
 def test_progress_is_shown_per_part_and_peak_memory_stays_well_under_the_model_size(converted):
-    folder, checkpoint, _, run = converted
+    folder, checkpoint, _, (run, peak) = converted
     for part in ("UNet", "VAE", "text encoder", "depth estimator"):
         assert f"{checkpoint.name}: {part}" in run.stderr
-    peak = int(run.stdout.split("peak_rss_bytes")[1])
     model = sum((folder / name / file).stat().st_size for name, file in WEIGHTS_FILES.items())
     print(f"\nconversion of {model / 2**30:.2f} GiB: peak resident memory {peak / 2**20:.0f} MiB "
           f"({peak / model:.2f}x the model)")
@@ -117,3 +103,16 @@ def test_yaml_is_the_depth_config_with_the_schedulers_values(converted):
     buffers = read_all(checkpoint)
     betas = np.linspace(SCHEDULER["beta_start"] ** 0.5, SCHEDULER["beta_end"] ** 0.5, 1000) ** 2
     np.testing.assert_allclose(buffers["alphas_cumprod"].numpy(), np.cumprod(1 - betas), rtol=1e-6)
+
+
+def test_a_pickled_ckpt_without_yaml_converts_like_the_safetensors_file(converted, tmp_path):
+    folder, checkpoint, _, _ = converted
+    legacy = tmp_path / "512-depth-ema.ckpt"  # Lightning's layout; no yaml beside it: SD2's config is assumed
+    torch.save({"state_dict": read_all(checkpoint), "global_step": 0}, legacy)
+    run, peak = run_convert(legacy, tmp_path / "back", "--to", "diffusers")
+    assert peak, run.stderr
+    assert "copy tokenizer/ and feature_extractor/" in run.stderr
+    for name in ("unet", "text_encoder"):
+        before, after = read_all(folder / name / WEIGHTS_FILES[name]), read_all(tmp_path / "back" / name /
+                                                                               WEIGHTS_FILES[name])
+        assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)

@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 from diffusers_folder import LAYOUT, write_depth_pipeline
-from reference import synthetic_batch
+from reference import load_reference, synthetic_batch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
@@ -108,3 +108,25 @@ def test_depth_estimator_gives_the_same_depth_after_conversion_both_ways(tmp_pat
     picture = synthetic_batch(384, 384)
     before, after = estimate_depth(hybrid_estimator, picture), estimate_depth(estimator, picture)
     assert (after - before).abs().max() <= 1e-4 * (before.max() - before.min())
+
+
+def test_an_interrupted_conversion_to_diffusers_leaves_the_chosen_folder_as_it_was(tmp_path, monkeypatch):
+    from lib_depth2img.conversion import to_diffusers
+
+    checkpoint = tmp_path / "depth.safetensors"
+    layout = load_reference("sd2-depth-512-depth-ema.json")["tensors"]
+    one_per_part = ("model.diffusion_model.input_blocks.0.", "first_stage_model.encoder.conv_in.",
+                    "cond_stage_model.model.positional_embedding", "depth_model.")
+    save_file({k: torch.zeros(shape, dtype=torch.float16) for k, (shape, dtype) in layout.items()
+               if k.startswith(one_per_part)}, str(checkpoint))
+
+    def interrupted(path, *args, **kwargs):
+        path.write_bytes(b"half")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(to_diffusers, "write_safetensors", interrupted)
+    (tmp_path / "empty").mkdir()
+    for out in (tmp_path / "new", tmp_path / "empty"):
+        with pytest.raises(KeyboardInterrupt):
+            to_diffusers.checkpoint_to_diffusers(checkpoint, out)
+    assert not (tmp_path / "new").exists() and list((tmp_path / "empty").iterdir()) == []

@@ -57,20 +57,32 @@ def checkpoint_to_diffusers(checkpoint: Path, out: Path, half: bool = False, bas
     configs = diffusers_configs(yaml, str(dtype).removeprefix("torch."))
     index = {part: {k[len(prefix):]: v for k, v in source.index.items() if k.startswith(prefix)}
              for part, prefix in _PARTS.items()}
+    empty = [f"{part} ({_PARTS[part]}*)" for part, tensors in index.items() if not tensors]
+    if empty:
+        raise Depth2ImgError(f"{checkpoint} has no weights for: {', '.join(empty)}; "
+                             "a diffusers pipeline needs all four.")
     plans = {"unet": unet_to_diffusers(index["unet"], configs["unet"]),
              "vae": vae_to_diffusers(index["vae"], configs["vae"]),
              "text_encoder": text_to_diffusers(index["text_encoder"]),
              "depth_estimator": dpt_to_transformers(index["depth_estimator"])}
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
-    for part, plan in plans.items():
-        (out / part).mkdir(exist_ok=True)
-        write_safetensors(out / part / f"{WEIGHTS_STEMS[part]}.safetensors",
-                          [(part, with_prefix("", plan, _PARTS[part]))], source, dtype)
-        _write_json(out / part / "config.json", configs[part])
-    _write_json(out / "scheduler" / "scheduler_config.json", configs["scheduler"])
-    _write_json(out / "model_index.json", configs["model_index"])
-    for name in WEIGHTLESS if base else ():
-        shutil.copytree(base / name, out / name)
+    try:
+        for part, plan in plans.items():
+            (out / part).mkdir(exist_ok=True)
+            write_safetensors(out / part / f"{WEIGHTS_STEMS[part]}.safetensors",
+                              [(part, with_prefix("", plan, _PARTS[part]))], source, dtype)
+            _write_json(out / part / "config.json", configs[part])
+        _write_json(out / "scheduler" / "scheduler_config.json", configs["scheduler"])
+        _write_json(out / "model_index.json", configs["model_index"])
+        for name in WEIGHTLESS if base else ():
+            shutil.copytree(base / name, out / name)
+    except BaseException:  # an interrupted conversion leaves no half folder to mistake for a model
+        for child in out.iterdir():  # the folder was empty: all in it is ours
+            shutil.rmtree(child) if child.is_dir() else child.unlink()
+        if created:
+            out.rmdir()
+        raise
     return out
 
 
