@@ -11,8 +11,8 @@ import re
 import torch
 
 from lib_depth2img.conversion.plan import Planned, apply_plan, chunk_of, concatenated, constant, renamed
+from lib_depth2img.conversion.tensor_files import StateDictSource
 from lib_depth2img.errors import Depth2ImgError
-from lib_depth2img.tensor_index import TensorInfo
 
 _RENAMES = [  # (MiDaS pattern, transformers replacement), applied in order, first match wins
     (r"^pretrained\.model\.cls_token$", "dpt.embeddings.cls_token"),
@@ -89,13 +89,9 @@ def dpt_to_midas(index: dict, layout: dict[str, tuple[int, ...]]) -> list[Planne
 
 
 def midas_to_transformers(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    return apply_plan(dpt_to_transformers(_index_of(state)), state)
+    return apply_plan(dpt_to_transformers(StateDictSource(state).index), state)
 
 
 def transformers_to_midas(state: dict[str, torch.Tensor],
                           layout: dict[str, tuple[int, ...]]) -> dict[str, torch.Tensor]:
-    return apply_plan(dpt_to_midas(_index_of(state), layout), state)
-
-
-def _index_of(state: dict[str, torch.Tensor]) -> dict:
-    return {k: TensorInfo(tuple(v.shape), str(v.dtype)) for k, v in state.items()}
+    return apply_plan(dpt_to_midas(StateDictSource(state).index, layout), state)

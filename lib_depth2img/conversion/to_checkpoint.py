@@ -33,7 +33,7 @@ def diffusers_to_checkpoint(folder: Path, out: Path, half: bool = False) -> tupl
     configs, sources = open_depth_pipeline(folder)
     yaml = depth_yaml(configs["unet"], configs["vae"], configs["text_encoder"], configs["scheduler"])
     source = CombinedSource(sources)
-    index = {name: source.index for name, source in sources.items()}
+    index = {name: component.index for name, component in sources.items()}
     parts = [
         ("UNet", with_prefix("model.diffusion_model.", unet_to_ldm(index["unet"], configs["unet"]), "unet/")),
         ("VAE", with_prefix("first_stage_model.", vae_to_ldm(index["vae"], configs["vae"]), "vae/")),
