@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from lib_depth2img.checkpoint import DEPTH_WEIGHTS_PREFIX
 from lib_depth2img.conversion.tensor_files import SafetensorsSource
 from lib_depth2img.errors import Depth2ImgError
 
 PIPELINE_CLASS = "StableDiffusionDepth2ImgPipeline"
 WEIGHTS_STEMS = {"unet": "diffusion_pytorch_model", "vae": "diffusion_pytorch_model", "text_encoder": "model",
                  "depth_estimator": "model"}
+LDM_PREFIXES = {"unet": "model.diffusion_model.", "vae": "first_stage_model.",  # where each lives in a checkpoint
+                "text_encoder": "cond_stage_model.model.", "depth_estimator": DEPTH_WEIGHTS_PREFIX}
 
 
 def _read_json(path: Path) -> dict:

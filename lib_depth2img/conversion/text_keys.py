@@ -41,7 +41,7 @@ def text_to_diffusers(index: dict) -> list[Planned]:
         fused = _FUSED.match(key)
         if key in _UNUSED or key.startswith(last):
             continue
-        if fused and int(fused.group(1)) < kept:
+        if fused:
             layer, kind = fused.groups()
             width = info.shape[0] // 3
             plan += [chunk_of(f"text_model.encoder.layers.{layer}.self_attn.{q}_proj.{kind}", key,

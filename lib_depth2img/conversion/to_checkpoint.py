@@ -7,11 +7,10 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
-from lib_depth2img.checkpoint import DEPTH_WEIGHTS_PREFIX
-from lib_depth2img.conversion.diffusers_folder import open_depth_pipeline
+from lib_depth2img.conversion.diffusers_folder import LDM_PREFIXES, open_depth_pipeline
 from lib_depth2img.conversion.dpt_keys import dpt_to_midas
 from lib_depth2img.conversion.ldm_yaml import depth_yaml
-from lib_depth2img.conversion.plan import constant, with_prefix
+from lib_depth2img.conversion.plan import Planned, constant, with_prefix
 from lib_depth2img.conversion.schedule import schedule_buffers
 from lib_depth2img.conversion.tensor_files import CombinedSource, write_safetensors
 from lib_depth2img.conversion.text_keys import text_to_ldm
@@ -26,6 +25,10 @@ def _midas_layout() -> dict[str, tuple[int, ...]]:
         return {k: tuple(v.shape) for k, v in create_estimator("dpt_hybrid").state_dict().items()}
 
 
+def _in_checkpoint(component: str, plan: list[Planned]) -> list[Planned]:
+    return with_prefix(LDM_PREFIXES[component], plan, f"{component}/")  # sources as CombinedSource names them
+
+
 def diffusers_to_checkpoint(folder: Path, out: Path, half: bool = False) -> tuple[Path, Path]:
     """Write ``out`` (``.safetensors``) and ``out.yaml`` beside it; return both paths."""
     if out.suffix.lower() != ".safetensors":
@@ -35,11 +38,10 @@ def diffusers_to_checkpoint(folder: Path, out: Path, half: bool = False) -> tupl
     source = CombinedSource(sources)
     index = {name: component.index for name, component in sources.items()}
     parts = [
-        ("UNet", with_prefix("model.diffusion_model.", unet_to_ldm(index["unet"], configs["unet"]), "unet/")),
-        ("VAE", with_prefix("first_stage_model.", vae_to_ldm(index["vae"], configs["vae"]), "vae/")),
-        ("text encoder", with_prefix("cond_stage_model.model.", text_to_ldm(index["text_encoder"]), "text_encoder/")),
-        ("depth estimator", with_prefix(DEPTH_WEIGHTS_PREFIX, dpt_to_midas(index["depth_estimator"], _midas_layout()),
-                                        "depth_estimator/")),
+        ("UNet", _in_checkpoint("unet", unet_to_ldm(index["unet"], configs["unet"]))),
+        ("VAE", _in_checkpoint("vae", vae_to_ldm(index["vae"], configs["vae"]))),
+        ("text encoder", _in_checkpoint("text_encoder", text_to_ldm(index["text_encoder"]))),
+        ("depth estimator", _in_checkpoint("depth_estimator", dpt_to_midas(index["depth_estimator"], _midas_layout()))),
         ("noise schedule", [constant(name, value, keep_dtype=True)
                             for name, value in schedule_buffers(yaml["model"]["params"]).items()]),
     ]

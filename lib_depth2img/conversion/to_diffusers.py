@@ -13,9 +13,9 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
-from lib_depth2img.checkpoint import DEPTH_WEIGHTS_PREFIX, inspect_checkpoint, yaml_path_for
+from lib_depth2img.checkpoint import UNET_INPUT_KEY, inspect_checkpoint, yaml_path_for
 from lib_depth2img.conversion.diffusers_configs import diffusers_configs
-from lib_depth2img.conversion.diffusers_folder import WEIGHTS_STEMS
+from lib_depth2img.conversion.diffusers_folder import LDM_PREFIXES, WEIGHTS_STEMS
 from lib_depth2img.conversion.dpt_keys import dpt_to_transformers
 from lib_depth2img.conversion.ldm_yaml import SD2_DEPTH, depth_yaml
 from lib_depth2img.conversion.plan import with_prefix
@@ -26,8 +26,6 @@ from lib_depth2img.conversion.vae_keys import vae_to_diffusers
 from lib_depth2img.errors import Depth2ImgError
 from lib_depth2img.weights import read_state_dict
 
-_PARTS = {"unet": "model.diffusion_model.", "vae": "first_stage_model.", "text_encoder": "cond_stage_model.model.",
-          "depth_estimator": DEPTH_WEIGHTS_PREFIX}
 WEIGHTLESS = ("tokenizer", "feature_extractor")
 
 
@@ -52,12 +50,12 @@ def checkpoint_to_diffusers(checkpoint: Path, out: Path, half: bool = False, bas
     yaml_path = yaml_path_for(checkpoint)
     yaml = OmegaConf.to_container(OmegaConf.load(yaml_path), resolve=True) if yaml_path.is_file() \
         else depth_yaml(**SD2_DEPTH)
-    model_dtype = getattr(torch, source.index[f"{_PARTS['unet']}input_blocks.0.0.weight"].dtype)
+    model_dtype = getattr(torch, source.index[UNET_INPUT_KEY].dtype)
     dtype = torch.float16 if half else model_dtype
     configs = diffusers_configs(yaml, str(dtype).removeprefix("torch."))
     index = {part: {k[len(prefix):]: v for k, v in source.index.items() if k.startswith(prefix)}
-             for part, prefix in _PARTS.items()}
-    empty = [f"{part} ({_PARTS[part]}*)" for part, tensors in index.items() if not tensors]
+             for part, prefix in LDM_PREFIXES.items()}
+    empty = [f"{part} ({LDM_PREFIXES[part]}*)" for part, tensors in index.items() if not tensors]
     if empty:
         raise Depth2ImgError(f"{checkpoint} has no weights for: {', '.join(empty)}; "
                              "a diffusers pipeline needs all four.")
@@ -71,7 +69,7 @@ def checkpoint_to_diffusers(checkpoint: Path, out: Path, half: bool = False, bas
         for part, plan in plans.items():
             (out / part).mkdir(exist_ok=True)
             write_safetensors(out / part / f"{WEIGHTS_STEMS[part]}.safetensors",
-                              [(part, with_prefix("", plan, _PARTS[part]))], source, dtype)
+                              [(part, with_prefix("", plan, LDM_PREFIXES[part]))], source, dtype)
             _write_json(out / part / "config.json", configs[part])
         _write_json(out / "scheduler" / "scheduler_config.json", configs["scheduler"])
         _write_json(out / "model_index.json", configs["model_index"])
@@ -79,7 +77,10 @@ def checkpoint_to_diffusers(checkpoint: Path, out: Path, half: bool = False, bas
             shutil.copytree(base / name, out / name)
     except BaseException:  # an interrupted conversion leaves no half folder to mistake for a model
         for child in out.iterdir():  # the folder was empty: all in it is ours
-            shutil.rmtree(child) if child.is_dir() else child.unlink()
+            if child.is_dir():
+                shutil.rmtree(child)
+            else:
+                child.unlink()
         if created:
             out.rmdir()
         raise
