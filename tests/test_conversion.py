@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +31,8 @@ def converted(tmp_path_factory):
     assert to_checkpoint[1], to_checkpoint[0].stderr
     back = run_convert(checkpoint, root / "back", "--to", "diffusers", "--base", folder)
     assert back[1], back[0].stderr
-    return folder, checkpoint, root / "back", to_checkpoint
+    yield folder, checkpoint, root / "back", to_checkpoint
+    shutil.rmtree(root)  # about 8 GB: pytest keeps the last runs' folders, which would fill a CI disk
 
 
 def test_checkpoint_has_exactly_the_layout_of_512_depth_ema(converted):
@@ -109,10 +111,13 @@ def test_a_pickled_ckpt_without_yaml_converts_like_the_safetensors_file(converte
     folder, checkpoint, _, _ = converted
     legacy = tmp_path / "512-depth-ema.ckpt"  # Lightning's layout; no yaml beside it: SD2's config is assumed
     torch.save({"state_dict": read_all(checkpoint), "global_step": 0}, legacy)
-    run, peak = run_convert(legacy, tmp_path / "back", "--to", "diffusers")
-    assert peak, run.stderr
-    assert "copy tokenizer/ and feature_extractor/" in run.stderr
-    for name in ("unet", "text_encoder"):
-        before, after = read_all(folder / name / WEIGHTS_FILES[name]), read_all(tmp_path / "back" / name /
-                                                                               WEIGHTS_FILES[name])
-        assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
+    try:
+        run, peak = run_convert(legacy, tmp_path / "back", "--to", "diffusers")
+        assert peak, run.stderr
+        assert "copy tokenizer/ and feature_extractor/" in run.stderr
+        for name in ("unet", "text_encoder"):
+            before = read_all(folder / name / WEIGHTS_FILES[name])
+            after = read_all(tmp_path / "back" / name / WEIGHTS_FILES[name])
+            assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
+    finally:
+        shutil.rmtree(tmp_path)

@@ -4,6 +4,7 @@ diffusers' / transformers' counterpart computes from the converted-back folder (
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -19,8 +20,10 @@ def crosscheck(tmp_path_factory) -> dict:
     python = webui_python(WEBUI_DIR)
     if subprocess.run([python, "-c", "import diffusers"], capture_output=True).returncode:
         pytest.skip(f"diffusers is not installed in {python}: pip install --no-deps diffusers==0.31.0 there")
-    run = subprocess.run([python, str(Path(__file__).with_name("conversion_crosscheck.py")), WEBUI_DIR,
-                          str(tmp_path_factory.mktemp("crosscheck"))], capture_output=True, text=True, timeout=1800)
+    work = tmp_path_factory.mktemp("crosscheck")
+    run = subprocess.run([python, str(Path(__file__).with_name("conversion_crosscheck.py")), WEBUI_DIR, str(work)],
+                         capture_output=True, text=True, timeout=1800)
+    shutil.rmtree(work)  # about 16 GB of float32 weights
     assert run.returncode == 0, run.stderr[-3000:]
     return json.loads(run.stdout.strip().splitlines()[-1])
 
