@@ -16,7 +16,14 @@ import torch
 
 from lib_depth2img.conversion.plan import Planned
 from lib_depth2img.errors import Depth2ImgError
-from lib_depth2img.tensor_index import SAFETENSORS_DTYPES, StoredTensor, TensorInfo, read_safetensors_entries
+from lib_depth2img.tensor_index import (
+    SAFETENSORS_DTYPES,
+    StoredTensor,
+    TensorInfo,
+    read_safetensors_entries,
+    torch_state_records,
+)
+from lib_depth2img.torch_pickle import PickledTensor
 
 _CODES = {name: code for code, name in SAFETENSORS_DTYPES.items()}
 
@@ -41,8 +48,20 @@ class SafetensorsSource:
         return data.view(getattr(torch, entry.info.dtype)).reshape(entry.info.shape)
 
 
+class TorchFileSource:
+    """The tensors of a PyTorch checkpoint, each read from the file when asked for."""
+
+    def __init__(self, path: Path):
+        self._checkpoint, records = torch_state_records(path)
+        self._records = {k: v for k, v in records.items() if isinstance(v, PickledTensor)}
+        self.index = {k: v.info for k, v in self._records.items()}
+
+    def read(self, name: str) -> torch.Tensor:
+        return self._checkpoint.load(self._records[name])
+
+
 class StateDictSource:
-    """Tensors already loaded (a memory-mapped ``.ckpt``), behind the same two members."""
+    """Tensors already in memory, behind the same two members."""
 
     def __init__(self, state: dict[str, torch.Tensor]):
         self._state = state

@@ -1,0 +1,154 @@
+"""Weights files as real tools write them: ``torch.save(module.state_dict())`` of every estimator, a
+Lightning ``Trainer.save_checkpoint``, MiDaS's own wrapper, zip and legacy layouts, float16 storages,
+safetensors with metadata. Each is indexed, recognised and read; torch's own loader is the reference."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from reference import rule_weights, synthetic_image
+from safetensors.torch import save_file
+
+from lib_depth2img.checkpoint import DEPTH_WEIGHTS_PREFIX, UNET_INPUT_KEY, inspect_checkpoint
+from lib_depth2img.depth import estimate_depth
+from lib_depth2img.estimators import ESTIMATORS, create_estimator, detect_estimator
+from lib_depth2img.tensor_index import read_tensor_index
+from lib_depth2img.torch_pickle import unwrap_state_dict
+from lib_depth2img.weights import read_state_dict
+
+ROOT = Path(__file__).parent.parent
+HALF = ("depth_anything_v2_vitb", "depth_anything_v2_vitl", "dpt_large")  # float16 files: HalfStorage, half the disk
+
+
+def _module(name: str) -> torch.nn.Module:
+    """The estimator with the fixtures' rule-set weights: non-trivial depth, unlike a fresh init's flat map."""
+    module = create_estimator(name)
+    module.load_state_dict(rule_weights({k: tuple(v.shape) for k, v in module.state_dict().items()}))
+    return module.half().float() if name in HALF else module  # the weights as the file will hold them
+
+
+def _lightning_checkpoint(path: Path, estimator: torch.nn.Module) -> None:
+    """A real ``Trainer.save_checkpoint``: callbacks, loops, AdamW state, a class in the hyper-parameters."""
+    pl = pytest.importorskip("pytorch_lightning", reason="the Lightning checkpoint is written by Lightning itself")
+
+    class DepthModel(pl.LightningModule):
+        def __init__(self, optimizer_class=torch.optim.AdamW):
+            super().__init__()
+            self.save_hyperparameters()
+            self.model = torch.nn.Module()
+            self.model.diffusion_model = torch.nn.Module()
+            self.model.diffusion_model.input_blocks = torch.nn.ModuleList([torch.nn.ModuleList(
+                [torch.nn.Conv2d(5, 8, 3)])])
+            self.depth_model = torch.nn.Module()
+            self.depth_model.model = estimator
+
+        def training_step(self, batch, index):  # trains the UNet conv only: the estimator needs no backward
+            return self.model.diffusion_model.input_blocks[0][0](batch[0]).mean()
+
+        def configure_optimizers(self):
+            return self.hparams.optimizer_class(self.model.parameters(), lr=1e-3)
+
+    data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.randn(2, 5, 8, 8)), batch_size=1)
+    trainer = pl.Trainer(max_steps=1, logger=False, enable_progress_bar=False, enable_model_summary=False,
+                         default_root_dir=str(path.parent / "lightning"), accelerator="cpu")
+    trainer.fit(DepthModel(), data)
+    trainer.save_checkpoint(str(path))
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> dict[str, tuple[Path, str, str]]:
+    """file label -> (path, the estimator it holds, the key prefix it is under)."""
+    folder = tmp_path_factory.mktemp("corpus")
+    files = {}
+    for name, spec in ESTIMATORS.items():
+        module = _module(name)
+        state = (module.half() if name in HALF else module).state_dict()
+        assert hasattr(state, "_metadata")  # as state_dict() returns it: an OrderedDict with _metadata
+        torch.save(state, folder / spec.release_files[0])
+        files[name] = (folder / spec.release_files[0], name, "")
+    small = torch.load(files["midas_v21_small"][0])
+    legacy = folder / "midas_v21_small-legacy.pt"
+    torch.save(small, legacy, _use_new_zipfile_serialization=False)
+    files["legacy layout"] = (legacy, "midas_v21_small", "")
+    hybrid = _module("dpt_hybrid")
+    optimizer = torch.optim.Adam(hybrid.scratch.parameters())
+    hybrid.scratch.output_conv[-2].weight.sum().backward()
+    optimizer.step()
+    optimizer.zero_grad()
+    with_optimizer = folder / "dpt_hybrid-with-optimizer.pt"  # MiDaS's own training save: model beside optimizer
+    torch.save({"model": hybrid.state_dict(), "optimizer": optimizer.state_dict()}, with_optimizer)
+    files["MiDaS model+optimizer"] = (with_optimizer, "dpt_hybrid", "")
+    lightning = folder / "512-depth-ema.ckpt"
+    _lightning_checkpoint(lightning, _module("dpt_hybrid"))
+    files["Lightning"] = (lightning, "dpt_hybrid", DEPTH_WEIGHTS_PREFIX)
+    lightning_legacy = folder / "512-depth-ema-legacy.ckpt"
+    torch.save(torch.load(lightning, weights_only=False), lightning_legacy, _use_new_zipfile_serialization=False)
+    files["Lightning, legacy layout"] = (lightning_legacy, "dpt_hybrid", DEPTH_WEIGHTS_PREFIX)
+    vits = folder / "depth_anything_v2_vits.safetensors"
+    save_file(dict(_module("depth_anything_v2_vits").state_dict()), str(vits),
+              metadata={"format": "pt", "modelspec.title": "Depth Anything V2 Small"})
+    files["safetensors with metadata"] = (vits, "depth_anything_v2_vits", "")
+    return files
+
+
+LABELS = [*ESTIMATORS, "legacy layout", "MiDaS model+optimizer", "Lightning", "Lightning, legacy layout",
+          "safetensors with metadata"]
+
+
+def _torch_reference(path: Path) -> dict[str, torch.Tensor]:
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    state = unwrap_state_dict(torch.load(path, weights_only=False))  # our own files: torch may run their pickles
+    return {k: v for k, v in state.items() if torch.is_tensor(v)}
+
+
+@pytest.mark.parametrize("label", LABELS)
+def test_indexed_recognised_and_read_as_torch_reads_it(corpus, label):
+    path, name, prefix = corpus[label]
+    expected = _torch_reference(path)
+    index = read_tensor_index(path)
+    assert {k: (v.shape, v.dtype) for k, v in index.items()} == \
+        {k: (tuple(v.shape), str(v.dtype).removeprefix("torch.")) for k, v in expected.items()}
+    assert detect_estimator(index, prefix) == name
+    tensors = read_state_dict(path, prefix)
+    assert tensors.keys() == {k for k in expected if k.startswith(prefix)}
+    for key, tensor in tensors.items():
+        assert tensor.dtype == expected[key].dtype and torch.equal(tensor, expected[key]), key
+
+
+def test_lightning_checkpoint_is_a_depth_model_with_its_weights(corpus):
+    info = inspect_checkpoint(corpus["Lightning"][0])
+    assert (info.is_depth, info.estimator, info.has_depth_weights) == (True, "dpt_hybrid", True)
+    assert torch.load(corpus["Lightning"][0], weights_only=False)["hyper_parameters"]["optimizer_class"] \
+        is torch.optim.AdamW  # what torch's weights_only loader refuses: a class in the hyper-parameters
+    assert read_tensor_index(corpus["Lightning"][0])[UNET_INPUT_KEY].shape == (8, 5, 3, 3)
+
+
+def _picture(path: Path) -> Path:
+    Image.fromarray((synthetic_image(72, 104) * 255).round().astype(np.uint8)).save(path)
+    return path
+
+
+@pytest.mark.parametrize("label", [*ESTIMATORS, "legacy layout", "Lightning, legacy layout"])
+def test_the_cli_recognises_and_uses_each_file(corpus, label, tmp_path):
+    """The map the CLI writes from the file equals the depth of the module that was saved."""
+    path, name, _ = corpus[label]
+    picture = _picture(tmp_path / "scene.png")
+    result = subprocess.run([sys.executable, "-m", "lib_depth2img", "depth", str(picture), "--weights", str(path),
+                             "--bits", "16", "--device", "cpu"], cwd=ROOT, capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert name in result.stderr  # it says which estimator it recognised
+    with Image.open(tmp_path / "scene-depth.png") as written:
+        got = np.asarray(written, dtype=np.float64) / 65535
+    pixels = torch.from_numpy(np.asarray(Image.open(picture), dtype=np.float32) / 255).permute(2, 0, 1)[None]
+    depth = estimate_depth(_module(name), pixels)[0, 0].double().numpy()
+    expected = (depth - depth.min()) / (depth.max() - depth.min())
+    assert got.shape == expected.shape
+    assert np.abs(got - expected).max() < 2e-3
