@@ -14,6 +14,10 @@ import torch.nn.functional as F
 
 from lib_depth2img.errors import Depth2ImgError
 
+# (low, high, step) of each adjustment: the accepted range, and the slider's
+ADJUSTMENT_BOUNDS = {"near": (0.0, 1.0, 0.01), "far": (0.0, 1.0, 0.01), "gamma": (0.1, 5.0, 0.05),
+                     "blur": (0.0, 10.0, 0.1)}
+
 
 @dataclass(frozen=True)
 class DepthAdjustments:
@@ -24,12 +28,14 @@ class DepthAdjustments:
     blur: float = 0.0   # Gaussian sigma, in percent of the map's shorter side
 
     def __post_init__(self):
-        if not 0.0 <= self.far < self.near <= 1.0:
-            raise Depth2ImgError(f"Depth levels need 0 <= far < near <= 1; got far {self.far}, near {self.near}.")
-        if not 0.05 <= self.gamma <= 20:
-            raise Depth2ImgError(f"Depth gamma must be between 0.05 and 20; got {self.gamma}.")
-        if not 0.0 <= self.blur <= 50:
-            raise Depth2ImgError(f"Depth blur must be between 0 and 50 percent; got {self.blur}.")
+        for name, (low, high, _) in ADJUSTMENT_BOUNDS.items():
+            value = getattr(self, name)
+            if not low <= value <= high:  # NaN fails this too
+                raise Depth2ImgError(f"Depth-to-image setting '{name}' must be between {low:g} and {high:g}; "
+                                     f"got {value}.")
+        if not self.far < self.near:
+            raise Depth2ImgError(f"Depth-to-image settings 'far' and 'near' need far < near; got far {self.far}, "
+                                 f"near {self.near}.")
 
     @property
     def reshapes(self) -> bool:

@@ -13,12 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lib_depth2img.errors import Depth2ImgError
+from lib_depth2img.estimators import CHECKPOINT_ESTIMATOR, detect_estimator
 from lib_depth2img.tensor_index import TensorInfo, read_tensor_index
 
 DEPTH_MODEL_TARGET = "LatentDepth2ImageDiffusion"
 DEPTH_WEIGHTS_PREFIX = "depth_model.model."
 UNET_INPUT_KEY = "model.diffusion_model.input_blocks.0.0.weight"
-DEFAULT_ESTIMATOR = "dpt_hybrid"  # what SD2 depth was trained with (v2-midas-inference.yaml)
+DEFAULT_ESTIMATOR = CHECKPOINT_ESTIMATOR
 _UNET_KINDS = {4: "a plain Stable Diffusion model", 9: "an inpainting model"}
 
 
@@ -85,15 +86,11 @@ def _inspect_yaml(path: Path, yaml_path: Path) -> DepthCheckpointInfo:
 
 
 def estimator_from_weights(index: dict[str, TensorInfo], prefix: str = DEPTH_WEIGHTS_PREFIX) -> str | None:
-    """Which MiDaS architecture the keys under ``prefix`` belong to, or None if there are none."""
+    """Which estimator the keys under ``prefix`` belong to; ``"unknown"`` for depth keys of no known kind,
+    None if there are none."""
     if not any(k.startswith(prefix) for k in index):
         return None
-    if f"{prefix}pretrained.model.patch_embed.backbone.stem.conv.weight" in index:
-        return "dpt_hybrid"
-    embed = index.get(f"{prefix}pretrained.model.patch_embed.proj.weight")
-    if embed is not None and embed.shape[:2] == (1024, 3):
-        return "dpt_large"
-    return "unknown"
+    return detect_estimator(index, prefix) or "unknown"
 
 
 def _inspect_weights(path: Path, index: dict[str, TensorInfo]) -> DepthCheckpointInfo:

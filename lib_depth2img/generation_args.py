@@ -11,12 +11,21 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from lib_depth2img.adjustments import DepthAdjustments
+from lib_depth2img.adjustments import ADJUSTMENT_BOUNDS, DepthAdjustments
 from lib_depth2img.errors import Depth2ImgError
+from lib_depth2img.estimators import CHECKPOINT_ESTIMATOR, ESTIMATORS
 
 # the checkpoint's own MiDaS, a map the person brings, or another estimator from its own weights file
-DEPTH_SOURCES = ("checkpoint", "upload", "dpt_large", "midas_v21_small", "depth_anything_v2_vits",
-                 "depth_anything_v2_vitb", "depth_anything_v2_vitl")
+EXTRA_ESTIMATORS = tuple(name for name in ESTIMATORS if name != CHECKPOINT_ESTIMATOR)
+DEPTH_SOURCES = ("checkpoint", "upload", *EXTRA_ESTIMATORS)
+
+
+def _sources_help() -> str:
+    lines = [f"{name}: {spec.description}" + (f" Licence {spec.licence}: non-commercial use only."
+                                              if spec.non_commercial else "")
+             for name, spec in ESTIMATORS.items() if name in EXTRA_ESTIMATORS]
+    return ("checkpoint: the depth checkpoint's own MiDaS estimates depth from the picture. upload: a depth map you "
+            "bring (white = near). The others need their weights file: " + " ".join(lines))
 
 
 def _setting(default, label: str, infotext: str | None, help: str, choices: tuple = (),
@@ -30,10 +39,7 @@ class DepthArgs:
     enabled: bool = _setting(True, "Depth-to-image", "Depth2img",
                              "Build the depth conditioning with this extension (off: the WebUI's own depth path).")
     depth_source: str = _setting("checkpoint", "Depth source", "Depth2img source",
-                                 "checkpoint: the depth checkpoint's own MiDaS estimates depth from the picture. "
-                                 "upload: a depth map you bring (white = near). The others: estimators whose "
-                                 "weights files you have (MiDaS DPT-Large or v2.1 small, Depth Anything V2).",
-                                 DEPTH_SOURCES)
+                                 _sources_help(), DEPTH_SOURCES)
     invert: bool = _setting(False, "Invert depth", "Depth2img invert", "Swap near and far.")
     depth_from_original: bool = _setting(
         True, "Estimate depth from the original picture (inpaint)", "Depth2img from original",
@@ -42,14 +48,15 @@ class DepthArgs:
     add_depth_to_results: bool = _setting(False, "Add the depth map to the results", "Depth2img map in results",
                                           "Show the depth map that conditioned each picture after the pictures.")
     near: float = _setting(1.0, "Near level", "Depth2img near", "Depth at or above this level (0-1) becomes nearest.",
-                           bounds=(0.0, 1.0, 0.01))
+                           bounds=ADJUSTMENT_BOUNDS["near"])
     far: float = _setting(0.0, "Far level", "Depth2img far", "Depth at or below this level (0-1) becomes farthest.",
-                          bounds=(0.0, 1.0, 0.01))
+                          bounds=ADJUSTMENT_BOUNDS["far"])
     gamma: float = _setting(1.0, "Depth gamma", "Depth2img gamma",
-                            "Above 1 pushes middle distances away, below 1 pulls them near.", bounds=(0.1, 5.0, 0.05))
+                            "Above 1 pushes middle distances away, below 1 pulls them near.",
+                            bounds=ADJUSTMENT_BOUNDS["gamma"])
     blur: float = _setting(0.0, "Depth blur", "Depth2img blur",
                            "Softens the depth map; Gaussian radius in percent of its shorter side.",
-                           bounds=(0.0, 10.0, 0.1))
+                           bounds=ADJUSTMENT_BOUNDS["blur"])
     depth_map: object = _setting(None, "Depth map", None,
                                  "PNG, JPEG, WebP or TIFF; 8 or 16 bits; grayscale or colour. Through the API: base64.")
     depth_map_folder: str = _setting("", "Depth map folder (img2img Batch tab)", None,
@@ -67,12 +74,19 @@ class DepthArgs:
                 object.__setattr__(self, spec.name, float(value))  # JSON has one number type
                 value = float(value)
             if type(value) is not type(spec.default):
-                raise Depth2ImgError(f"Depth-to-image setting '{spec.name}' must be a "
-                                     f"{type(spec.default).__name__}, got {value!r}.")
+                raise Depth2ImgError(f"Depth-to-image setting '{spec.name}' must be {_accepted(spec)}; "
+                                     f"got {value!r}.")
             if spec.metadata["choices"] and value not in spec.metadata["choices"]:
                 raise Depth2ImgError(f"Depth-to-image setting '{spec.name}' must be one of "
                                      f"{', '.join(spec.metadata['choices'])}; got {value!r}.")
         self.adjustments()  # checks the ranges, with a message that says which
+
+    def check_ready_to_generate(self) -> None:
+        """What a generation needs beyond valid values: a map for the upload source."""
+        if self.enabled and self.depth_source == "upload" and self.depth_map is None and not self.depth_map_folder:
+            raise Depth2ImgError("Depth-to-image setting 'depth_source' is 'upload' but no depth map was given: "
+                                 "upload one in the Depth-to-image accordion (through the API: 'depth_map' as "
+                                 "base64), or choose another depth source.")
 
     def adjustments(self) -> DepthAdjustments:
         return DepthAdjustments(self.invert, self.near, self.far, self.gamma, self.blur)
@@ -131,6 +145,15 @@ class DepthArgs:
             else:
                 values[spec.name] = str(raw)
         return values
+
+
+def _accepted(spec: dataclasses.Field) -> str:
+    if spec.metadata["bounds"]:
+        low, high, _ = spec.metadata["bounds"]
+        return f"a number from {low:g} to {high:g}"
+    if spec.metadata["choices"]:
+        return f"one of {', '.join(spec.metadata['choices'])}"
+    return {bool: "true or false", str: "text"}.get(type(spec.default), type(spec.default).__name__)
 
 
 def setting_metadata(name: str) -> Mapping[str, object]:

@@ -37,7 +37,7 @@ class Depth2ImgScript(scripts.Script):
 
     def before_process(self, p, *args):
         if self.is_img2img:
-            generation.before_process(p, ui.args_for(p, args))
+            generation.before_process(p, args)
         else:
             generation.guard_txt2img(p)
 

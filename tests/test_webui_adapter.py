@@ -299,11 +299,11 @@ def test_checkpoint_without_depth_weights_says_which_file_to_put_where(webui, tm
 
 def test_xyz_axis_values_override_the_script_args(webui):
     from lib_depth2img.generation_args import DepthArgs
-    from lib_depth2img.webui import ui
+    from lib_depth2img.webui import generation, ui
 
     p = webui.processing.StableDiffusionProcessingImg2Img([], 64, 64)
     ui._xyz_apply("invert")(p, "True", ["True", "False"])
-    assert ui.args_for(p, [True]) == DepthArgs(invert=True)
+    assert generation.args_for(p, [True]) == DepthArgs(invert=True)
 
 
 def test_setting_registered_in_its_own_section(webui):
@@ -526,8 +526,10 @@ def test_another_estimator_from_a_file_people_already_have(webui, depth_model, m
                                                           script_args=[{"depth_source": "depth_anything_v2_vits"}])
     with pytest.raises(Depth2ImgError) as error:
         webui.processing.process_images(p, [_script(webui)])
-    assert str(error.value) == (f"The depth_anything_v2_vits depth estimator needs depth_anything_v2_vits.pth: "
-                                f"put it in {models_dir / 'models' / 'depth_anything'}.")
+    assert str(error.value) == (f"Depth source 'depth_anything_v2_vits' (Depth Anything V2 Small) needs its weights "
+                                f"file depth_anything_v2_vits.pth: put it in {models_dir / 'models' / 'depth_anything'}"
+                                ", or choose another depth source.")
+    assert counter.batches == [] and p.sampled_with == []  # stopped before any work
     # ControlNet's download folder counts too: nobody keeps two copies
     _save_depth_anything(models_dir / "ext" / "sd-webui-controlnet" / "annotator" / "downloads" / "depth_anything_v2")
     assert extra_estimators.available() == ["depth_anything_v2_vits"]
@@ -573,3 +575,75 @@ def test_batch_tab_pictures_find_their_maps_although_the_tab_drops_file_names(we
     from lib_depth2img.webui import batch_names
 
     assert batch_names.source_name(_picture()) is None  # outside a Batch tab run: no guessing
+
+
+def test_the_imitation_swallows_hook_exceptions_as_the_webui_does(webui):
+    from modules import errors
+
+    class Failing(webui.script_module.Depth2ImgScript):
+        def before_process(self, p, *args):
+            raise RuntimeError("a hook failed")
+
+    webui.shared.sd_model = FakeSDModel(None)
+    try:
+        p = webui.processing.StableDiffusionProcessingImg2Img([_picture()], 192, 128)
+        processed = webui.processing.process_images(p, [Failing()])  # no exception reaches the caller
+        assert len(processed.images) == 1 and errors.reported[-1] == "Error running before_process: " \
+                                                                      "scripts/depth2img.py"
+    finally:
+        webui.shared.sd_model = None
+
+
+BAD_SETTINGS = [
+    ({"no_such_setting": 1}, "no_such_setting", "known: enabled"),
+    ({"gamma": 99.0}, "'gamma'", "from 0.1 to 5"),
+    ({"blur": -1}, "'blur'", "between 0 and 10"),
+    ({"depth_source": "no_such_estimator"}, "'depth_source'", "checkpoint, upload, dpt_large"),
+    ({"invert": "yes"}, "'invert'", "true or false"),
+    ({"depth_source": "upload"}, "'depth_source' is 'upload' but no depth map", "base64"),
+    ({"near": 0.2, "far": 0.5}, "'far' and 'near'", "far < near"),
+    ([True, "checkpoint", False, True, False, 1.0, 0.0, 1.0, 0.0, None, "", "extra"], "at most 11 positional",
+     "enabled, depth_source"),
+]
+
+
+@pytest.mark.parametrize(("args", "names", "accepts"), BAD_SETTINGS)
+def test_a_bad_setting_stops_the_generation_with_its_name(webui, depth_model, tmp_path, args, names, accepts):
+    """Raised in the hook, the WebUI would log it and generate with its own depth: it must reach the person."""
+    from lib_depth2img import Depth2ImgError
+
+    _, counter = depth_model
+    p = webui.processing.StableDiffusionProcessingImg2Img([_picture()], 192, 128,
+                                                          script_args=args if isinstance(args, list) else [args])
+    with pytest.raises(Depth2ImgError) as error:
+        webui.processing.process_images(p, [_script(webui)], outpath=str(tmp_path))
+    assert names in str(error.value) and accepts in str(error.value)
+    assert p.sampled_with == [] and counter.batches == [] and list(tmp_path.iterdir()) == []  # nothing made
+    assert "init" not in vars(p) and "depth2img_image_conditioning" not in vars(p)
+    good, _ = _img2img(webui, [_picture()])  # and the next generation is the one it would have been
+    expected = _expected(webui, depth_model[0].depth_model.model, _as_tensor(_picture()))
+    assert torch.allclose(good.sampled_with[0], expected, atol=1e-6)
+
+
+def test_a_bad_xyz_value_stops_the_generation_too(webui, depth_model):
+    from lib_depth2img import Depth2ImgError
+    from lib_depth2img.webui import generation
+
+    p = webui.processing.StableDiffusionProcessingImg2Img([_picture()], 192, 128)
+    setattr(p, generation.XYZ_OVERRIDES_ATTRIBUTE, {"gamma": 50.0})
+    with pytest.raises(Depth2ImgError, match="'gamma'"):
+        webui.processing.process_images(p, [_script(webui)])
+    assert p.sampled_with == []
+
+
+def test_a_bad_setting_stops_even_without_a_depth_model(webui):
+    from lib_depth2img import Depth2ImgError
+
+    webui.shared.sd_model = FakeSDModel(None)
+    try:
+        p = webui.processing.StableDiffusionProcessingImg2Img([_picture()], 192, 128, script_args=[{"gamma": 99}])
+        with pytest.raises(Depth2ImgError, match="'gamma'"):
+            webui.processing.process_images(p, [_script(webui)])
+        assert p.sampled_with == []
+    finally:
+        webui.shared.sd_model = None

@@ -1,7 +1,7 @@
 """Depth estimators besides the checkpoint's own: found among the files people already have.
 
-Looked up in ``models/midas`` and ``models/depth_anything`` (and ``depth_anything_v2``), and in the
-folders other popular extensions download to, so nobody keeps two copies. One is loaded at a time.
+Looked up by the registry's file names and folders under the WebUI's ``models/``, and in the folders
+ControlNet downloads to, so nobody keeps two copies. One is loaded at a time.
 """
 
 from __future__ import annotations
@@ -13,47 +13,48 @@ from modules import devices, paths_internal, shared
 from torch import nn
 
 from lib_depth2img.errors import Depth2ImgError
-from lib_depth2img.estimators import create_estimator
+from lib_depth2img.estimators import ESTIMATORS, EstimatorSpec, create_estimator
+from lib_depth2img.generation_args import EXTRA_ESTIMATORS
 from lib_depth2img.webui import option_keys
 from lib_depth2img.weights import load_estimator_from_file
 
-FILES = {
-    "dpt_large": ("dpt_large-midas-2f21e586.pt", "midas"),
-    "midas_v21_small": ("midas_v21_small-70d6b9c8.pt", "midas"),
-    "depth_anything_v2_vits": ("depth_anything_v2_vits.pth", "depth_anything"),
-    "depth_anything_v2_vitb": ("depth_anything_v2_vitb.pth", "depth_anything"),
-    "depth_anything_v2_vitl": ("depth_anything_v2_vitl.pth", "depth_anything"),
-}
 _loaded: dict[str, nn.Module] = {}
 
 
-def _folders() -> list[Path]:
+def _folders(spec: EstimatorSpec) -> list[Path]:
     models = Path(paths_internal.models_path)
     controlnet = Path(paths_internal.extensions_dir) / "sd-webui-controlnet" / "annotator" / "downloads"
-    return [models / "midas", models / "depth_anything", models / "depth_anything_v2",
-            controlnet / "midas", controlnet / "depth_anything_v2", controlnet / "depth_anything"]
+    return [root / folder for root in (models, controlnet) for folder in spec.folders]
 
 
 def find_weights(name: str) -> Path | None:
-    filename = FILES[name][0]
-    for folder in _folders():
-        for candidate in (folder / filename, (folder / filename).with_suffix(".safetensors")):
-            if candidate.is_file():
-                return candidate
+    spec = ESTIMATORS[name]
+    for folder in _folders(spec):
+        for filename in spec.release_files:
+            for candidate in (folder / filename, (folder / filename).with_suffix(".safetensors")):
+                if candidate.is_file():
+                    return candidate
     return None
 
 
 def available() -> list[str]:
-    return [name for name in FILES if find_weights(name) is not None]
+    return [name for name in EXTRA_ESTIMATORS if find_weights(name) is not None]
+
+
+def check_available(name: str) -> Path:
+    """The weights file of estimator ``name``, or the message saying which file goes where."""
+    path = find_weights(name)
+    if path is None:
+        spec = ESTIMATORS[name]
+        raise Depth2ImgError(f"Depth source '{name}' ({spec.title}) needs its weights file {spec.release_files[0]}: "
+                             f"put it in {Path(paths_internal.models_path) / spec.folders[0]}, or choose another "
+                             "depth source.")
+    return path
 
 
 def load(name: str) -> nn.Module:
     if name not in _loaded:
-        path = find_weights(name)
-        if path is None:
-            filename, folder = FILES[name]
-            raise Depth2ImgError(f"The {name} depth estimator needs {filename}: put it in "
-                                 f"{Path(paths_internal.models_path) / folder}.")
+        path = check_available(name)
         _loaded.clear()  # one at a time: they are hundreds of MB each
         _loaded[name] = load_estimator_from_file(create_estimator(name), path)
     dtype = devices.dtype if devices.device.type == "cuda" else torch.float32

@@ -18,7 +18,7 @@ from lib_depth2img.checkpoint import estimator_from_weights
 from lib_depth2img.depth_cache import DepthCache
 from lib_depth2img.errors import Depth2ImgError
 from lib_depth2img.estimators import input_spec_for
-from lib_depth2img.generation_args import DepthArgs
+from lib_depth2img.generation_args import EXTRA_ESTIMATORS, DepthArgs
 from lib_depth2img.pipeline import DepthConditioning, condition_pictures
 from lib_depth2img.tensor_index import TensorInfo
 from lib_depth2img.webui import extra_estimators, model_loading, option_keys
@@ -26,6 +26,7 @@ from lib_depth2img.webui.pictures import depth_pictures
 from lib_depth2img.webui.user_maps import condition_user_maps
 
 NATIVE_DEPTH_METHOD = "depth2img_image_conditioning"
+XYZ_OVERRIDES_ATTRIBUTE = "depth2img_xyz_overrides"
 NOT_A_DEPTH_MODEL = ("Depth-to-image needs a Stable Diffusion 2 depth checkpoint (such as 512-depth-ema); "
                      "the loaded checkpoint is not one. For SD 1.5 models, use ControlNet's depth model.")
 
@@ -72,8 +73,22 @@ def run_on_compute_device(sd_model) -> None:
         depth_model.to(devices.device)
 
 
-def before_process(p, args: DepthArgs) -> None:
+def args_for(p, script_args) -> DepthArgs:
+    """The script's arguments, with any XYZ-plot cell values on top."""
+    return DepthArgs.from_named(getattr(p, XYZ_OVERRIDES_ATTRIBUTE, {}), DepthArgs.from_script_args(script_args))
+
+
+def before_process(p, script_args) -> None:
     _generations.clear()  # one generation at a time: what a failed one left goes now, not never
+    try:
+        args = args_for(p, script_args)
+        if args.enabled and is_depth_model(p.sd_model):
+            args.check_ready_to_generate()
+            if args.depth_source in EXTRA_ESTIMATORS:
+                extra_estimators.check_available(args.depth_source)
+    except Depth2ImgError as error:  # a bad setting: the person who made it must see it, and nothing is made
+        stop_before_init(p, str(error))
+        return
     if not args.enabled:
         return
     if not is_depth_model(p.sd_model):
@@ -157,22 +172,25 @@ def finish(p) -> _Generation | None:
     return generation if generation is not None and generation.result is not None else None
 
 
-def guard_txt2img(p) -> None:
-    """txt2img with a depth model fails deep in the UNet; stop it before any work with words instead.
+def stop_before_init(p, message: str) -> None:
+    """Stops the generation with ``message`` before any work.
 
-    Script hooks' exceptions are caught and logged by the WebUI, so the stop is put into
-    ``p.init``, which ``process_images`` calls directly, before sampling and before writing anything.
+    Script hooks' exceptions are caught and only logged by the WebUI, so the stop is put into
+    ``p.init``, which ``process_images`` calls directly, before sampling and before writing anything;
+    the UI shows it in its error box, the API as its error.
     """
-    if not is_depth_model(p.sd_model):
-        return
-    message = (f"{_checkpoint_name(p.sd_model)} is a depth-to-image model: it needs an input picture. "
-               "Use the img2img or inpaint tab, or pick another checkpoint.")
-
     def init(*args, **kwargs):
         p.__dict__.pop("init", None)
         raise Depth2ImgError(message)
 
     p.init = init
+
+
+def guard_txt2img(p) -> None:
+    """txt2img with a depth model fails deep in the UNet; stop it before any work with words instead."""
+    if is_depth_model(p.sd_model):
+        stop_before_init(p, f"{_checkpoint_name(p.sd_model)} is a depth-to-image model: it needs an input picture. "
+                            "Use the img2img or inpaint tab, or pick another checkpoint.")
 
 
 def forget_depth(sd_model=None) -> None:

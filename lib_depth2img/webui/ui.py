@@ -7,9 +7,8 @@ import dataclasses
 from modules import script_callbacks, scripts, shared
 
 from lib_depth2img.generation_args import DepthArgs, setting_metadata
-from lib_depth2img.webui import extra_estimators, option_keys, preview, user_maps
+from lib_depth2img.webui import extra_estimators, generation, option_keys, preview, user_maps
 
-XYZ_OVERRIDES_ATTRIBUTE = "depth2img_xyz_overrides"
 RESIZE_NOTE = ("A depth map of another aspect ratio is fitted as the Resize mode above says: Just resize "
                "stretches it, Crop and resize crops it, Resize and fill fills the rest from its edges.")
 # Puts the selected img2img tab's index first (get_tab_index is the WebUI's); inline, so no global.
@@ -77,11 +76,6 @@ def _restore_from_infotext(name: str):
     return restore
 
 
-def args_for(p, script_args) -> DepthArgs:
-    """The script's arguments, with any XYZ-plot cell values on top."""
-    return DepthArgs.from_named(getattr(p, XYZ_OVERRIDES_ATTRIBUTE, {}), DepthArgs.from_script_args(script_args))
-
-
 def add_settings() -> None:
     section = ("depth2img", "Depth-to-image")
     shared.opts.add_option(option_keys.MOVE_TO_CPU, shared.OptionInfo(
@@ -112,7 +106,8 @@ def add_xyz_axes() -> None:
 def _xyz_apply(name: str):
     def apply(p, value, _values):
         parsed = DepthArgs.from_infotext({setting_metadata(name)["infotext"]: value})[name]
-        setattr(p, XYZ_OVERRIDES_ATTRIBUTE, {**getattr(p, XYZ_OVERRIDES_ATTRIBUTE, {}), name: parsed})
+        overrides = getattr(p, generation.XYZ_OVERRIDES_ATTRIBUTE, {})
+        setattr(p, generation.XYZ_OVERRIDES_ATTRIBUTE, {**overrides, name: parsed})
 
     return apply
 

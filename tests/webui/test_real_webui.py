@@ -183,26 +183,92 @@ def test_xyz_plot_axis_changes_the_depth_setting_per_cell(webui):
     assert not np.array_equal(plain, inverted)
 
 
-def test_checkpoint_without_depth_weights_says_which_file_to_put_where(webui, depth_checkpoint):
+def _save_as_lightning_ckpt(state: dict, path) -> None:
+    """As 512-depth-ema.ckpt was written: a Lightning dict around ``state_dict()``, an OrderedDict with
+    ``_metadata``."""
+    import collections
+
+    state_dict = collections.OrderedDict(state)
+    state_dict._metadata = collections.OrderedDict({"": {"version": 1}})
+    torch.save({"epoch": 7, "global_step": 1000, "pytorch-lightning_version": "1.4.2", "state_dict": state_dict,
+                "callbacks": {"ModelCheckpoint": {"best_model_score": None}}}, path)
+
+
+@pytest.mark.parametrize("suffix", ["safetensors", "ckpt"])
+def test_checkpoint_without_depth_weights_says_which_file_to_put_where(webui, depth_checkpoint, suffix):
     from safetensors.torch import load_file, save_file
 
     folder = depth_checkpoint.parent
     state = load_file(str(depth_checkpoint))
     without = {k: v for k, v in state.items() if not k.startswith("depth_model.")}
-    save_file(without, str(folder / "no-midas.safetensors"))
-    (folder / "no-midas.yaml").write_text((folder / f"{webui.checkpoint}.yaml").read_text())
+    name = f"no-midas-{suffix}.{suffix}"
+    if suffix == "safetensors":
+        save_file(without, str(folder / name))
+    else:
+        _save_as_lightning_ckpt(without, folder / name)
+    (folder / f"no-midas-{suffix}.yaml").write_text((folder / f"{webui.checkpoint}.yaml").read_text())
     assert webui.post("/sdapi/v1/refresh-checkpoints", {}).status_code == 200
+    log_before = len(webui.log.read_text())
     try:
-        assert webui.post("/sdapi/v1/options", {"sd_model_checkpoint": "no-midas.safetensors"}).status_code == 200
+        assert webui.post("/sdapi/v1/options", {"sd_model_checkpoint": name}).status_code == 200
         response = webui.post("/sdapi/v1/img2img", {"init_images": [_b64(_picture())], "prompt": "x", "steps": 2,
                                                     "width": SIZE, "height": SIZE, "denoising_strength": 1.0})
         assert response.status_code == 500
         assert response.json()["errors"] == (
-            "no-midas.safetensors carries no MiDaS weights and dpt_hybrid-midas-501f0c75.pt is missing: put that "
+            f"{name} carries no MiDaS weights and dpt_hybrid-midas-501f0c75.pt is missing: put that "
             f"file in {webui.data_dir / 'models' / 'midas'}, then load the checkpoint again.")
     finally:
         webui.post("/sdapi/v1/options", {"sd_model_checkpoint": f"{webui.checkpoint}.safetensors"})
+    assert "Error executing callback model_loaded_callback" not in webui.log.read_text()[log_before:]
     assert len(_img2img(webui, [_picture()], {})["images"]) == 1  # back on the depth checkpoint, all is well
+
+
+def test_a_lightning_ckpt_depth_model_loads_offline_and_generates(webui, depth_checkpoint):
+    """The common case the loader must never trip on: a .ckpt saved from state_dict(), with Lightning's extras."""
+    from safetensors.torch import load_file
+
+    folder = depth_checkpoint.parent
+    _save_as_lightning_ckpt(load_file(str(depth_checkpoint)), folder / "tiny-lightning.ckpt")
+    (folder / "tiny-lightning.yaml").write_text((folder / f"{webui.checkpoint}.yaml").read_text())
+    (folder / "no-yaml.ckpt").write_bytes((folder / "tiny-lightning.ckpt").read_bytes())
+    assert webui.post("/sdapi/v1/refresh-checkpoints", {}).status_code == 200
+    _img2img(webui, [_picture()], {})  # not the first generation after start-up (see the seed test)
+    reference = _img2img(webui, [_picture()], {"add_depth_to_results": True})["images"]
+    log_before = len(webui.log.read_text())
+    try:
+        assert webui.post("/sdapi/v1/options", {"sd_model_checkpoint": "tiny-lightning.ckpt"}).status_code == 200
+        images = _img2img(webui, [_picture()], {"add_depth_to_results": True})["images"]
+    finally:
+        webui.post("/sdapi/v1/options", {"sd_model_checkpoint": f"{webui.checkpoint}.safetensors"})
+    assert "Traceback" not in webui.log.read_text()[log_before:]
+    pixels = [np.asarray(_decode(image)) for image in images]  # the infotext inside names the other file
+    assert all(np.array_equal(a, np.asarray(_decode(b))) for a, b in zip(pixels, reference, strict=True))
+    verdict = webui.get("/depth2img/checkpoint?title=no-yaml.ckpt")  # no yaml: the weights decide
+    assert verdict.status_code == 200 and verdict.json()["is_depth"] is True
+    assert verdict.json()["estimator"] == "dpt_hybrid"
+
+
+BAD_SETTINGS = [({"no_such_setting": 1}, "no_such_setting"), ({"gamma": 99.0}, "'gamma' must be between 0.1 and 5"),
+                ({"depth_source": "no_such_estimator"}, "'depth_source' must be one of checkpoint, upload"),
+                ({"depth_source": "upload"}, "'depth_source' is 'upload' but no depth map was given"),
+                ({"depth_source": "dpt_large"}, "needs its weights file dpt_large-midas-2f21e586.pt")]
+
+
+def test_bad_settings_reach_the_caller_and_nothing_is_made(webui):
+    """The WebUI swallows exceptions from script hooks: each of these used to answer 200 with a picture
+    made by the WebUI's own depth path."""
+    _img2img(webui, [_picture()], {})  # not the first generation after start-up (see the seed test)
+    reference = _img2img(webui, [_picture()], {})["images"][0]
+    before = webui.output_files()
+    for settings, words in BAD_SETTINGS:
+        payload = {"init_images": [_b64(_picture())], "prompt": "a house by a lake", "seed": 1234, "steps": 2,
+                   "width": SIZE, "height": SIZE, "denoising_strength": 1.0, "sampler_name": "Euler",
+                   "cfg_scale": 5, "save_images": True, "alwayson_scripts": {"Depth-to-image": {"args": [settings]}}}
+        response = webui.post("/sdapi/v1/img2img", payload)
+        assert response.status_code == 500, (settings, response.text[:300])
+        assert words in response.json()["errors"], (settings, response.json()["errors"])
+    assert webui.output_files() == before
+    assert _img2img(webui, [_picture()], {})["images"][0] == reference
 
 
 def test_checkpoint_route_answers_for_listed_titles_only(webui, depth_checkpoint):

@@ -1,6 +1,7 @@
 """The img2img/txt2img flow of modules/processing.py, reduced to what the depth path touches.
 
-Same order of calls as v1.10.1: before_process, init (which builds init_latent and then
+Same order of calls as v1.10.1, and like its ScriptRunner an exception from a script hook is
+reported and swallowed, while ``p.init`` is called unguarded: before_process, init (which builds init_latent and then
 image_conditioning through img2img_image_conditioning -> depth2img_image_conditioning),
 then per batch process_before_every_sampling and the sampler, then postprocess.
 """
@@ -9,7 +10,16 @@ import numpy as np
 import torch
 from PIL import Image, ImageFilter
 
-from modules import images, script_callbacks, shared
+from modules import errors, images, script_callbacks, shared
+
+
+def run_hook(hook: str, scripts, p, *args, **kwargs):
+    """Calls ``hook`` of every script as ``ScriptRunner`` does: an exception is reported and swallowed."""
+    for script in scripts:
+        try:
+            getattr(script, hook)(p, *args, *p.script_args_for(script), **kwargs)
+        except Exception:
+            errors.report(f"Error running {hook}: {script.filename}", exc_info=True)
 
 
 class Processed:
@@ -83,8 +93,7 @@ class StableDiffusionProcessingImg2Img:
         return torch.zeros(source_image.shape[0], 1, *self.init_latent.shape[-2:])
 
     def sample(self, scripts):
-        for script in scripts:
-            script.process_before_every_sampling(self, *self.script_args_for(script), x=self.init_latent)
+        run_hook("process_before_every_sampling", scripts, self, x=self.init_latent)
         self.sampled_with.append(self.image_conditioning)
         return self.init_latent
 
@@ -99,8 +108,7 @@ class StableDiffusionProcessingTxt2Img(StableDiffusionProcessingImg2Img):
 
 def process_images(p, scripts, outpath=None):
     """``outpath``: save each picture there as the WebUI does (``<number>-<seed>.png``), else save nothing."""
-    for script in scripts:
-        script.before_process(p, *p.script_args_for(script))
+    run_hook("before_process", scripts, p)
     p.init([], [], [])
     pictures = []
     for _ in range(p.n_iter):
@@ -108,14 +116,12 @@ def process_images(p, scripts, outpath=None):
         for i in range(p.batch_size):
             p.batch_index = i
             picture = Image.new("RGB", (p.width, p.height))
-            for script in scripts:
-                script.postprocess_image_after_composite(p, None, *p.script_args_for(script))
+            run_hook("postprocess_image_after_composite", scripts, p, None)
             if outpath is not None:
                 filename = f"{outpath}/{len(pictures):05}-1234.png"
                 picture.save(filename)
                 script_callbacks.image_saved_callback(script_callbacks.ImageSaveParams(picture, p, filename, {}))
             pictures.append(picture)
     processed = Processed(p, pictures)
-    for script in scripts:
-        script.postprocess(p, processed, *p.script_args_for(script))
+    run_hook("postprocess", scripts, p, processed)
     return processed

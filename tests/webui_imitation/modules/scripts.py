@@ -6,6 +6,7 @@ class Script:
     is_txt2img = False
     is_img2img = False
     infotext_fields = None
+    filename = "scripts/depth2img.py"
     on_after_component_elem_id = None
 
     def on_after_component(self, callback, *, elem_id):
