@@ -37,8 +37,14 @@ def save_depth_png(depth: torch.Tensor, path: str | os.PathLike, bits: int = 8) 
     if bits not in (8, 16):
         raise Depth2ImgError(f"A depth PNG has 8 or 16 bits, not {bits}.")
     image = depth_to_image(depth) if bits == 8 else depth_to_image16(depth)
-    image.save(path, format="PNG")
-    return Path(path)
+    path = Path(path)
+    partial = path.with_name(f".{path.name}.partial")  # an interrupted save leaves no half picture
+    try:
+        image.save(partial, format="PNG")
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+    return path
 
 
 def depth_from_image(image: Image.Image | str | os.PathLike) -> torch.Tensor:

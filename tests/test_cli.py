@@ -1,13 +1,15 @@
 """The depth command end to end, in a subprocess, as a user runs it."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
-from reference import synthetic_image
+from reference import rule_weights, synthetic_image
 
 ROOT = Path(__file__).parent.parent
 
@@ -66,3 +68,132 @@ def test_wrong_weights_file_says_what_was_expected(tmp_path):
     assert result.returncode == 2
     assert "vae.pt" in result.stderr and "dpt_hybrid-midas-501f0c75.pt" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.fixture(scope="module")
+def small_weights(tmp_path_factory) -> Path:
+    """MiDaS v2.1 small, saved the way its release was: ``torch.save(module.state_dict())``."""
+    from lib_depth2img.estimators import create_estimator
+
+    module = create_estimator("midas_v21_small")
+    state = rule_weights({k: tuple(v.shape) for k, v in module.state_dict().items()})
+    for key in [k for k in state if k.endswith("running_var")]:
+        state[key] = state[key].abs() + 0.5
+    module.load_state_dict(state)
+    path = tmp_path_factory.mktemp("small") / "midas_v21_small-70d6b9c8.pt"
+    torch.save(module.state_dict(), path)
+    return path
+
+
+def _map(path: Path) -> np.ndarray:
+    with Image.open(path) as image:
+        return np.asarray(image, dtype=np.float64) / (65535 if image.mode.startswith("I") else 255)
+
+
+def test_a_folder_of_photos_with_shared_names_and_earlier_maps(tmp_path, small_weights):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    _picture(photos / "pic.png", 48, 64)
+    _picture(photos / "pic.jpg", 48, 64, flip=True)
+    _picture(photos / "other.png", 64, 48)
+    _picture(photos / "old-depth.png", 32, 32)  # a map from an earlier run: never an input
+    (photos / "notes.txt").write_text("not a picture")
+    result = _run("depth", photos, "--weights", small_weights, "--bits", "16")
+    assert result.returncode == 0, result.stderr
+    written = [photos / "other-depth.png", photos / "pic_jpg-depth.png", photos / "pic_png-depth.png"]
+    assert sorted(result.stdout.split()) == [str(p) for p in written]  # each path as it is written
+    assert not (photos / "old-depth-depth.png").exists() and not (photos / "pic-depth.png").exists()
+    assert not np.array_equal(_map(written[1]), _map(written[2]))  # two pictures, two maps
+    stamps = {p: p.stat().st_mtime_ns for p in written}
+    again = _run("depth", photos, "--weights", small_weights)
+    assert again.returncode == 0 and again.stdout == "" and again.stderr.count("already exists") == 3
+    assert {p: p.stat().st_mtime_ns for p in written} == stamps  # nothing overwritten
+    forced = _run("depth", photos, "--weights", small_weights, "--overwrite")
+    assert forced.returncode == 0 and len(forced.stdout.split()) == 3
+    assert all(p.stat().st_mtime_ns != stamps[p] for p in written)
+
+
+def test_a_bad_picture_is_reported_and_the_rest_written(tmp_path, small_weights):
+    first, last = _picture(tmp_path / "a.png", 40, 40), _picture(tmp_path / "c.png", 40, 40)
+    broken = tmp_path / "b.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    result = _run("depth", first, broken, last, tmp_path / "missing.png", "--weights", small_weights)
+    assert result.returncode == 1
+    assert "b.png" in result.stderr and "missing.png does not exist" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stdout.split() == [str(tmp_path / "a-depth.png"), str(tmp_path / "c-depth.png")]
+
+
+def test_exif_orientation_gives_an_upright_map(tmp_path, small_weights):
+    pixels = (synthetic_image(48, 80) * 255).round().astype(np.uint8)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # a phone held upright: the pixels are stored sideways, to be turned 90 degrees clockwise
+    Image.fromarray(pixels).save(tmp_path / "phone.png", exif=exif)
+    Image.fromarray(np.ascontiguousarray(np.rot90(pixels, k=-1))).save(tmp_path / "upright.png")
+    result = _run("depth", tmp_path / "phone.png", tmp_path / "upright.png", "--weights", small_weights,
+                  "--bits", "16")
+    assert result.returncode == 0, result.stderr
+    phone, upright = _map(tmp_path / "phone-depth.png"), _map(tmp_path / "upright-depth.png")
+    assert phone.shape == (80, 48) and np.array_equal(phone, upright)
+
+
+def test_sixteen_bit_grayscale_is_read_not_clipped_to_white(tmp_path, small_weights):
+    gray = (synthetic_image(48, 64)[..., 0] * 0.6 + synthetic_image(48, 64)[..., 2] * 0.4)
+    Image.fromarray(np.round(gray * 65535).astype(np.uint16)).save(tmp_path / "scan16.png")
+    Image.fromarray(np.round(gray * 255).astype(np.uint8)).save(tmp_path / "scan8.png")
+    assert Image.open(tmp_path / "scan16.png").mode.startswith("I;16")
+    result = _run("depth", tmp_path / "scan16.png", tmp_path / "scan8.png", "--weights", small_weights,
+                  "--bits", "16")
+    assert result.returncode == 0, result.stderr
+    sixteen, eight = _map(tmp_path / "scan16-depth.png"), _map(tmp_path / "scan8-depth.png")
+    assert sixteen.std() > 0.1 and np.abs(sixteen - eight).max() < 0.02  # the same scene, 256x finer levels
+
+
+def test_output_folder_that_is_a_file_and_a_mismatched_estimator(tmp_path, small_weights):
+    picture = _picture(tmp_path / "a.png", 32, 32)
+    (tmp_path / "maps").write_text("a file")
+    result = _run("depth", picture, "--weights", small_weights, "-o", tmp_path / "maps")
+    assert result.returncode == 2 and "is a file" in result.stderr and "Traceback" not in result.stderr
+    result = _run("depth", picture, "--weights", small_weights, "--estimator", "dpt_large")
+    assert result.returncode == 2 and "holds midas_v21_small weights, not dpt_large" in result.stderr
+
+
+def test_a_panorama_beyond_pillows_bomb_guard(tmp_path, small_weights):
+    """182 MP: Pillow refuses it by default (DecompressionBombError); it is the person's own photo."""
+    row = np.linspace(0, 255, 13500).astype(np.uint8)
+    Image.fromarray(np.broadcast_to(row, (13500, 13500))).save(tmp_path / "panorama.png", compress_level=1)
+    result = _run("depth", tmp_path / "panorama.png", "--weights", small_weights)
+    assert result.returncode == 0, result.stderr
+    with Image.open(tmp_path / "panorama-depth.png") as written:
+        assert written.size == (13500, 13500)
+
+
+def test_help_shows_defaults_and_an_example():
+    result = _run("depth", "--help")
+    assert result.returncode == 0
+    assert "(default: auto)" in result.stdout and "examples:" in result.stdout and "--overwrite" in result.stdout
+
+
+def test_the_device_defaults_to_the_best_one(monkeypatch):
+    from lib_depth2img import cli_depth
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert cli_depth.best_device().type == "cuda"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert cli_depth.best_device().type in ("cpu", "mps")
+
+
+def test_pip_install_gives_a_command_that_works_from_any_folder(tmp_path):
+    import shutil
+
+    source, target = tmp_path / "checkout", tmp_path / "site"  # a copy: a build writes into the tree it builds
+    shutil.copytree(ROOT / "lib_depth2img", source / "lib_depth2img", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "pyproject.toml", source)
+    install = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+                              "--target", str(target), str(source)], capture_output=True, text=True, timeout=600)
+    assert install.returncode == 0, install.stderr
+    result = subprocess.run([str(target / "bin" / "depth2img"), "depth", "--help"], cwd=tmp_path,
+                            env={**os.environ, "PYTHONPATH": str(target)}, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0 and result.stdout.startswith("usage: depth2img depth"), result.stderr
+    assert (target / "lib_depth2img" / "conversion" / "dpt_hybrid_config.json").is_file()

@@ -29,10 +29,14 @@ def _in_checkpoint(component: str, plan: list[Planned]) -> list[Planned]:
     return with_prefix(LDM_PREFIXES[component], plan, f"{component}/")  # sources as CombinedSource names them
 
 
-def diffusers_to_checkpoint(folder: Path, out: Path, half: bool = False) -> tuple[Path, Path]:
+def diffusers_to_checkpoint(folder: Path, out: Path, half: bool = False, overwrite: bool = False) -> tuple[Path, Path]:
     """Write ``out`` (``.safetensors``) and ``out.yaml`` beside it; return both paths."""
     if out.suffix.lower() != ".safetensors":
         raise Depth2ImgError(f"{out}: the checkpoint is written as .safetensors only; name it OUT.safetensors.")
+    existing = [path for path in (out, out.with_suffix(".yaml")) if path.exists()]
+    if existing and not overwrite:
+        raise Depth2ImgError(f"{' and '.join(map(str, existing))} already exist(s); pass --overwrite to replace, "
+                             "or choose another name.")
     configs, sources = open_depth_pipeline(folder)
     yaml = depth_yaml(configs["unet"], configs["vae"], configs["text_encoder"], configs["scheduler"])
     source = CombinedSource(sources)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import tempfile
 from pathlib import Path
 
 import torch
@@ -19,12 +20,12 @@ from lib_depth2img.conversion.diffusers_folder import LDM_PREFIXES, WEIGHTS_STEM
 from lib_depth2img.conversion.dpt_keys import dpt_to_transformers
 from lib_depth2img.conversion.ldm_yaml import SD2_DEPTH, depth_yaml
 from lib_depth2img.conversion.plan import with_prefix
-from lib_depth2img.conversion.tensor_files import SafetensorsSource, StateDictSource, write_safetensors
+from lib_depth2img.conversion.tensor_files import SafetensorsSource, TorchFileSource, write_safetensors
 from lib_depth2img.conversion.text_keys import text_to_diffusers
 from lib_depth2img.conversion.unet_keys import unet_to_diffusers
 from lib_depth2img.conversion.vae_keys import vae_to_diffusers
 from lib_depth2img.errors import Depth2ImgError
-from lib_depth2img.weights import read_state_dict
+from lib_depth2img.weights_format import SAFETENSORS, identify_weights_file
 
 WEIGHTLESS = ("tokenizer", "feature_extractor")
 
@@ -35,14 +36,18 @@ def _checkpoint_source(checkpoint: Path):
         raise Depth2ImgError(f"{checkpoint} is not a depth model: {info.reason}")
     if info.has_depth_weights is False or info.estimator != "dpt_hybrid":
         raise Depth2ImgError(f"{checkpoint} carries no DPT-Hybrid weights, which a diffusers depth pipeline needs.")
-    if checkpoint.suffix.lower() == ".safetensors":
+    if identify_weights_file(checkpoint) == SAFETENSORS:
         return SafetensorsSource([checkpoint])
-    return StateDictSource(read_state_dict(checkpoint))  # memory-mapped where the file allows
+    return TorchFileSource(checkpoint)
 
 
-def checkpoint_to_diffusers(checkpoint: Path, out: Path, half: bool = False, base: Path | None = None) -> Path:
-    if out.exists() and any(out.iterdir()):
-        raise Depth2ImgError(f"{out} is not empty; pick a new folder so that nothing in it is overwritten.")
+def checkpoint_to_diffusers(checkpoint: Path, out: Path, half: bool = False, base: Path | None = None,
+                            overwrite: bool = False) -> Path:
+    if out.exists() and not out.is_dir():
+        raise Depth2ImgError(f"{out} is a file; name a folder for the diffusers model.")
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise Depth2ImgError(f"{out} is not empty; pick a new folder, or pass --overwrite to replace the model files "
+                             "in it (other files there are kept).")
     missing_base = [name for name in WEIGHTLESS if base and not (base / name).is_dir()]
     if missing_base:
         raise Depth2ImgError(f"{base} has no {' or '.join(missing_base)} folder to copy.")
@@ -63,27 +68,29 @@ def checkpoint_to_diffusers(checkpoint: Path, out: Path, half: bool = False, bas
              "vae": vae_to_diffusers(index["vae"], configs["vae"]),
              "text_encoder": text_to_diffusers(index["text_encoder"]),
              "depth_estimator": dpt_to_transformers(index["depth_estimator"])}
-    created = not out.exists()
-    out.mkdir(parents=True, exist_ok=True)
+    # Written beside the target and moved in whole: an interrupted conversion leaves the folder as it was.
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
     try:
         for part, plan in plans.items():
-            (out / part).mkdir(exist_ok=True)
-            write_safetensors(out / part / f"{WEIGHTS_STEMS[part]}.safetensors",
+            (partial / part).mkdir()
+            write_safetensors(partial / part / f"{WEIGHTS_STEMS[part]}.safetensors",
                               [(part, with_prefix("", plan, LDM_PREFIXES[part]))], source, dtype)
-            _write_json(out / part / "config.json", configs[part])
-        _write_json(out / "scheduler" / "scheduler_config.json", configs["scheduler"])
-        _write_json(out / "model_index.json", configs["model_index"])
+            _write_json(partial / part / "config.json", configs[part])
+        _write_json(partial / "scheduler" / "scheduler_config.json", configs["scheduler"])
+        _write_json(partial / "model_index.json", configs["model_index"])
         for name in WEIGHTLESS if base else ():
-            shutil.copytree(base / name, out / name)
-    except BaseException:  # an interrupted conversion leaves no half folder to mistake for a model
-        for child in out.iterdir():  # the folder was empty: all in it is ours
-            if child.is_dir():
-                shutil.rmtree(child)
-            else:
-                child.unlink()
-        if created:
-            out.rmdir()
-        raise
+            shutil.copytree(base / name, partial / name)
+        out.mkdir(exist_ok=True)
+        for child in partial.iterdir():
+            target = out / child.name
+            if target.is_dir() and not target.is_symlink():
+                shutil.rmtree(target)
+            elif target.exists() or target.is_symlink():
+                target.unlink()
+            child.rename(target)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
     return out
 
 

@@ -1,0 +1,165 @@
+"""The ``depth`` command: a depth map beside (or away from) each picture, for a folder of photos.
+
+Everything that can be checked is checked before the estimator loads: the weights, the output
+folder, each picture's header. A picture that cannot be read is reported and skipped; nothing
+is overwritten unless asked; each map's path is printed as it is written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from lib_depth2img.checkpoint import DEPTH_WEIGHTS_PREFIX
+from lib_depth2img.depth import estimate_depth
+from lib_depth2img.depth_image import save_depth_png
+from lib_depth2img.errors import Depth2ImgError
+from lib_depth2img.estimators import create_estimator, describe_unsupported, detect_estimator, where_weights_live
+from lib_depth2img.picture_files import PICTURE_SUFFIXES, check_picture, read_picture
+from lib_depth2img.tensor_index import read_tensor_index
+from lib_depth2img.weights import load_estimator_from_file
+
+OUTPUT_SUFFIX = "-depth.png"
+_OUT_OF_MEMORY = (getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError),)
+
+
+@dataclass(frozen=True)
+class DepthJob:
+    picture: Path
+    output: Path
+
+
+def detect_weights(weights: Path, chosen: str | None) -> str:
+    """The estimator for ``weights``: checked against ``chosen`` when given, recognised from the keys if not."""
+    if not weights.exists():
+        raise Depth2ImgError(f"Weights file {weights} does not exist. {where_weights_live()}")
+    index = read_tensor_index(weights)  # the same message for a bad file, whatever --estimator says
+    found = detect_estimator(index, DEPTH_WEIGHTS_PREFIX) or detect_estimator(index)
+    if found is None:
+        other = describe_unsupported(index)
+        what = f"{other} weights, which this tool does not run" if other else "no depth-estimator weights it knows"
+        raise Depth2ImgError(f"{weights} holds {what}. {where_weights_live()}")
+    if chosen is not None and chosen != found:
+        raise Depth2ImgError(f"{weights} holds {found} weights, not {chosen}: leave out --estimator, or pass "
+                             f"--estimator {found}.")
+    return found
+
+
+def best_device() -> torch.device:
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    mps = getattr(torch.backends, "mps", None)
+    return torch.device("mps" if mps is not None and mps.is_available() else "cpu")
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return best_device()
+    available = {"cpu": True, "cuda": torch.cuda.is_available(),
+                 "mps": getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()}
+    if not available[name]:
+        raise Depth2ImgError(f"--device {name} was asked for, but this torch build has no {name} device.")
+    return torch.device(name)
+
+
+def collect_pictures(inputs: list[Path]) -> tuple[list[Path], list[str]]:
+    """Pictures named or found in named folders (not their own ``-depth.png`` maps), and the problems met."""
+    pictures, problems = [], []
+    for path in inputs:
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in PICTURE_SUFFIXES
+                           and not p.name.endswith(OUTPUT_SUFFIX))
+            if not found:
+                problems.append(f"{path} holds no pictures ({', '.join(PICTURE_SUFFIXES)}).")
+            pictures.extend(found)
+        elif path.is_file():
+            pictures.append(path)
+        else:
+            problems.append(f"{path} does not exist.")
+    return list(dict.fromkeys(pictures)), problems
+
+
+def plan_outputs(pictures: list[Path], output_dir: Path | None) -> list[DepthJob]:
+    """``NAME-depth.png`` beside each picture or in ``output_dir``; pictures that share a name keep
+    their suffix in it (``pic_png-depth.png``, ``pic_jpg-depth.png``) so that no map replaces another."""
+    def folder(picture: Path) -> Path:
+        return output_dir or picture.parent
+
+    plain = {p: folder(p) / f"{p.stem}{OUTPUT_SUFFIX}" for p in pictures}
+    shared = {out for out, count in Counter(plain.values()).items() if count > 1}
+    return [DepthJob(p, folder(p) / f"{p.stem}_{p.suffix.lstrip('.').lower()}{OUTPUT_SUFFIX}"
+                     if out in shared else out) for p, out in plain.items()]
+
+
+def _warn(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def run_depth(args: argparse.Namespace) -> int:
+    """0 when every map was written, 1 when some picture failed; a ``Depth2ImgError`` for the whole run."""
+    name = detect_weights(args.weights, args.estimator)
+    if args.output_dir is not None and args.output_dir.exists() and not args.output_dir.is_dir():
+        raise Depth2ImgError(f"-o {args.output_dir} is a file; name a folder for the depth maps.")
+    device = _device(args.device)
+    if args.half and device.type == "cpu":
+        raise Depth2ImgError("--half needs a GPU (--device cuda or mps): float16 on the CPU is slow and imprecise.")
+    pictures, problems = collect_pictures(args.images)
+    jobs, failed = [], len(problems)
+    for problem in problems:
+        _warn(f"error: {problem}")
+    for job in plan_outputs(pictures, args.output_dir):
+        if job.output.exists() and not args.overwrite:
+            _warn(f"skipped: {job.output} already exists (--overwrite replaces it)")
+            continue
+        try:
+            check_picture(job.picture)
+        except Depth2ImgError as error:
+            _warn(f"error: {error}")
+            failed += 1
+            continue
+        jobs.append(job)
+    if jobs:
+        failed += _write_maps(jobs, name, args, device)
+    elif not failed:
+        _warn("nothing to do: every depth map already exists.")
+    return 1 if failed else 0
+
+
+def _write_maps(jobs: list[DepthJob], name: str, args: argparse.Namespace, device: torch.device) -> int:
+    estimator = load_estimator_from_file(create_estimator(name), args.weights)
+    estimator.to(device=device, dtype=torch.float16 if args.half else torch.float32)
+    _warn(f"{name} on {device.type}{' (float16)' if args.half else ''}: {len(jobs)} picture(s)")
+    failed = 0
+    progress = None
+    if len(jobs) > 1:
+        from tqdm import tqdm
+
+        progress = tqdm(total=len(jobs), desc="depth", unit="picture")
+    for job in jobs:
+        if progress is not None:
+            progress.update()
+        try:
+            picture, size = read_picture(job.picture)
+            depth = estimate_depth(estimator, picture.to(device), output_size=size)
+            job.output.parent.mkdir(parents=True, exist_ok=True)
+            save_depth_png(depth, job.output, bits=args.bits)
+        except (Depth2ImgError, OSError, *_OUT_OF_MEMORY) as error:
+            _report(f"error: {job.picture}: {error}", progress, sys.stderr)
+            failed += 1
+            continue
+        _report(str(job.output), progress, sys.stdout)
+    if progress is not None:
+        progress.close()
+    return failed
+
+
+def _report(line: str, progress, stream) -> None:
+    if progress is not None:
+        progress.write(line, file=stream)  # keeps the bar whole
+    else:
+        print(line, file=stream, flush=True)

@@ -1,0 +1,84 @@
+"""Photos read as people's cameras and tools write them: EXIF orientation applied, 16-bit grayscale
+kept in range, panoramas beyond Pillow's bomb guard accepted up to a stated limit."""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from lib_depth2img.errors import Depth2ImgError
+
+PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp")
+MAX_PICTURE_PIXELS = 500_000_000  # a person's own panorama is no decompression bomb, but memory is finite
+ESTIMATION_PIXELS = 16_000_000    # estimators see ~0.2 MP: a larger picture is reduced first, which costs nothing
+
+
+@contextmanager
+def _own_pixel_limit():
+    # Pillow refuses pictures over ~179 MP to guard servers against bombs; these are the person's own files.
+    saved = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = MAX_PICTURE_PIXELS // 2  # Pillow's error comes at twice its limit
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            yield
+    finally:
+        Image.MAX_IMAGE_PIXELS = saved
+
+
+def check_picture(path: str | os.PathLike) -> tuple[int, int]:
+    """(height, width) as the picture will be read, EXIF orientation applied; reads the header only."""
+    path = Path(path)
+    try:
+        with _own_pixel_limit(), Image.open(path) as image:
+            width, height = image.size
+            if image.getexif().get(0x0112, 1) in (5, 6, 7, 8):  # rotated a quarter turn
+                width, height = height, width
+    except Image.DecompressionBombError as error:
+        raise Depth2ImgError(f"{path} is larger than {MAX_PICTURE_PIXELS // 1_000_000} megapixels; "
+                             "scale it down first.") from error
+    except (UnidentifiedImageError, OSError, ValueError) as error:
+        raise Depth2ImgError(f"Cannot read the picture {path}: {error}.") from error
+    return height, width
+
+
+def read_picture(path: str | os.PathLike) -> tuple[torch.Tensor, tuple[int, int]]:
+    """RGB float32 ``[1,3,h,w]`` in [0, 1], reduced to at most ``ESTIMATION_PIXELS``, and the picture's
+    full (height, width) as seen upright."""
+    path = Path(path)
+    try:
+        with _own_pixel_limit(), Image.open(path) as opened:
+            image = ImageOps.exif_transpose(opened)
+            size = (image.height, image.width)
+            # 16-bit and float stay as 32-bit integer or float planes; every other mode becomes 8-bit RGB
+            image = image.convert("I") if image.mode.startswith("I;16") else image
+            image = image if image.mode in ("I", "F") else image.convert("RGB")
+            factor = math.ceil(math.sqrt(image.width * image.height / ESTIMATION_PIXELS))
+            if factor > 1:
+                image = image.reduce(factor)
+            rgb = _rgb_array(image)
+    except Image.DecompressionBombError as error:
+        raise Depth2ImgError(f"{path} is larger than {MAX_PICTURE_PIXELS // 1_000_000} megapixels; "
+                             "scale it down first.") from error
+    except (UnidentifiedImageError, OSError, ValueError) as error:
+        raise Depth2ImgError(f"Cannot read the picture {path}: {error}.") from error
+    return torch.from_numpy(rgb).permute(2, 0, 1)[None].contiguous(), size
+
+
+def _rgb_array(image: Image.Image) -> np.ndarray:
+    """HxWx3 float32 in [0, 1]; 16-bit and float grayscale keep their range instead of clipping to white."""
+    if image.mode == "I":
+        gray = np.asarray(image, dtype=np.float64)
+        gray = gray / (65535.0 if gray.max(initial=0) <= 65535 else gray.max())
+    elif image.mode == "F":
+        gray = np.clip(np.nan_to_num(np.asarray(image, dtype=np.float64)), 0.0, 1.0)
+    else:
+        return np.asarray(image, dtype=np.float32) / 255.0
+    return np.repeat(gray.astype(np.float32)[..., None], 3, axis=2)
