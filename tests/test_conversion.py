@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import json
 import shutil
 from pathlib import Path
@@ -110,14 +111,25 @@ def test_yaml_is_the_depth_config_with_the_schedulers_values(converted):
 def test_a_pickled_ckpt_without_yaml_converts_like_the_safetensors_file(converted, tmp_path):
     folder, checkpoint, _, _ = converted
     legacy = tmp_path / "512-depth-ema.ckpt"  # Lightning's layout; no yaml beside it: SD2's config is assumed
-    torch.save({"state_dict": read_all(checkpoint), "global_step": 0}, legacy)
+    state_dict = collections.OrderedDict(read_all(checkpoint))  # as state_dict() returns it, _metadata and all
+    state_dict._metadata = collections.OrderedDict({"": {"version": 1}})
+    torch.save({"state_dict": state_dict, "global_step": 0, "callbacks": {"ModelCheckpoint": {}}}, legacy)
     try:
         run, peak = run_convert(legacy, tmp_path / "back", "--to", "diffusers")
         assert peak, run.stderr
         assert "copy tokenizer/ and feature_extractor/" in run.stderr
+        (tmp_path / "back" / "notes.txt").write_text("mine")
+        (tmp_path / "back" / "unet" / "config.json").write_text("{}")  # damaged by hand: --overwrite repairs it
+        refused, _ = run_convert(legacy, tmp_path / "back", "--to", "diffusers")
+        assert refused.returncode == 2 and "--overwrite" in refused.stderr
+        run, peak = run_convert(legacy, tmp_path / "back", "--to", "diffusers", "--overwrite")
+        assert peak, run.stderr
+        assert (tmp_path / "back" / "notes.txt").read_text() == "mine"  # only the model's own files replaced
+        assert json.loads((tmp_path / "back" / "unet" / "config.json").read_text())["in_channels"] == 5
         for name in ("unet", "text_encoder"):
             before = read_all(folder / name / WEIGHTS_FILES[name])
             after = read_all(tmp_path / "back" / name / WEIGHTS_FILES[name])
             assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
+        assert not [p.name for p in tmp_path.iterdir() if p.name.endswith(".partial")]
     finally:
         shutil.rmtree(tmp_path)

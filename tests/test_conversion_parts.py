@@ -54,6 +54,11 @@ def test_wrong_output_names_and_sources_are_refused_before_any_work(tmp_path, ca
     (tmp_path / "busy" / "keep.txt").write_text("mine")
     assert "is not empty" in error_of(capsys, plain, tmp_path / "busy", "--to", "diffusers")
     assert (tmp_path / "busy" / "keep.txt").read_text() == "mine"
+    (tmp_path / "mine.safetensors").write_bytes(b"an earlier model")
+    (tmp_path / "mine.yaml").write_text("its config")
+    message = error_of(capsys, write_depth_pipeline(tmp_path / "e", components=("vae",)), tmp_path / "mine.safetensors")
+    assert "already exist" in message and "--overwrite" in message
+    assert (tmp_path / "mine.safetensors").read_bytes() == b"an earlier model"
 
 
 def test_half_casts_floats_only_and_keeps_what_must_stay_exact(tmp_path):

@@ -102,10 +102,12 @@ def test_blur_is_a_normalised_gaussian():
     assert blurred.sum().item() == pytest.approx(1.0, abs=1e-4)
     expected_ratio = np.exp(-0.5 * (1 / 2.05) ** 2)
     assert blurred[0, 0, 20, 21].item() / blurred[0, 0, 20, 20].item() == pytest.approx(expected_ratio, rel=1e-4)
-    assert adjust_depth(torch.rand(1, 1, 3, 2), DepthAdjustments(blur=40)).shape == (1, 1, 3, 2)  # tiny maps too
+    # a kernel wider than the map (a one-row map): reflect padding runs out, the edge is repeated
+    assert adjust_depth(torch.rand(1, 1, 1, 40), DepthAdjustments(blur=10)).shape == (1, 1, 1, 40)
 
 
-@pytest.mark.parametrize("bad", [dict(near=0.2, far=0.5), dict(gamma=0), dict(blur=-1)])
+@pytest.mark.parametrize("bad", [dict(near=0.2, far=0.5), dict(gamma=0), dict(blur=-1), dict(blur=10.5),
+                                 dict(gamma=float("nan"))])
 def test_adjustment_ranges(bad):
     with pytest.raises(Depth2ImgError):
         DepthAdjustments(**bad)

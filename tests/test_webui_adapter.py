@@ -596,7 +596,8 @@ def test_the_imitation_swallows_hook_exceptions_as_the_webui_does(webui):
 
 BAD_SETTINGS = [
     ({"no_such_setting": 1}, "no_such_setting", "known: enabled"),
-    ({"gamma": 99.0}, "'gamma'", "from 0.1 to 5"),
+    ({"gamma": 99.0}, "'gamma'", "between 0.1 and 5"),
+    ({"gamma": "high"}, "'gamma'", "a number from 0.1 to 5"),
     ({"blur": -1}, "'blur'", "between 0 and 10"),
     ({"depth_source": "no_such_estimator"}, "'depth_source'", "checkpoint, upload, dpt_large"),
     ({"invert": "yes"}, "'invert'", "true or false"),
@@ -622,7 +623,7 @@ def test_a_bad_setting_stops_the_generation_with_its_name(webui, depth_model, tm
     assert "init" not in vars(p) and "depth2img_image_conditioning" not in vars(p)
     good, _ = _img2img(webui, [_picture()])  # and the next generation is the one it would have been
     expected = _expected(webui, depth_model[0].depth_model.model, _as_tensor(_picture()))
-    assert torch.allclose(good.sampled_with[0], expected, atol=1e-6)
+    assert torch.allclose(good.sampled_with[0], expected, atol=1e-3)
 
 
 def test_a_bad_xyz_value_stops_the_generation_too(webui, depth_model):
