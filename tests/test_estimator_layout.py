@@ -154,3 +154,49 @@ def test_midas_v21_small_runs_at_its_own_resolution():
     depth = estimate_depth(estimator, pictures)
     assert depth.shape == (2, 1, 300, 500) and torch.isfinite(depth).all() and depth.std() > 0
     assert not torch.allclose(depth[0], depth[1])
+
+
+@pytest.mark.parametrize("name", ["dpt_hybrid", "dpt_large", "midas_v21_small", "depth_anything_v2_vits",
+                                  "depth_anything_v2_vitb", "depth_anything_v2_vitl"])
+def test_every_estimator_in_the_registry_is_whole(name):
+    """Builds on the meta device (shapes only), is recognised from its own keys and from no other's, and has
+    the facts that lookups and messages need."""
+    from lib_depth2img.estimators import ESTIMATORS, detect_estimator, where_weights_live
+    from lib_depth2img.transforms import InputSpec
+
+    spec = ESTIMATORS[name]
+    with torch.device("meta"):
+        module = create_estimator(name)
+    assert module.estimator_name == name and module.input_spec is spec.input_spec
+    assert isinstance(spec.input_spec, InputSpec)
+    index = module.state_dict()
+    assert detect_estimator(index) == name
+    assert detect_estimator({f"depth_model.model.{k}": v for k, v in index.items()}, "depth_model.model.") == name
+    assert [other for other in ESTIMATORS.values() if other.matches({k: v.shape for k, v in index.items()})] == [spec]
+    assert spec.release_files and spec.folders and spec.licence and spec.description and spec.title
+    assert spec.release_files[0] in where_weights_live() and f"models/{spec.folders[0]}/" in where_weights_live()
+
+
+def test_non_commercial_weights_are_named_as_such():
+    from lib_depth2img.estimators import ESTIMATORS, non_commercial_note
+    from lib_depth2img.generation_args import setting_metadata
+
+    assert [n for n, spec in ESTIMATORS.items() if spec.non_commercial] == ["depth_anything_v2_vitb",
+                                                                           "depth_anything_v2_vitl"]
+    note = non_commercial_note(["dpt_large", "depth_anything_v2_vitl"])
+    assert note.startswith("Depth Anything V2 Large:") and "CC-BY-NC-4.0" in note and "non-commercial" in note
+    assert non_commercial_note(["dpt_large", "depth_anything_v2_vits"]) == ""
+    help_text = setting_metadata("depth_source")["help"]
+    assert help_text.count("non-commercial use only") == 2
+
+
+def test_slider_bounds_are_the_accepted_ranges():
+    from lib_depth2img.adjustments import ADJUSTMENT_BOUNDS, DepthAdjustments
+    from lib_depth2img.generation_args import DepthArgs, setting_metadata
+
+    for name, (low, high, _) in ADJUSTMENT_BOUNDS.items():
+        assert setting_metadata(name)["bounds"][:2] == (low, high)
+        edge = {"near": {"far": 0.0}, "far": {"near": 1.0}}.get(name, {})
+        DepthArgs(**{name: low if name != "near" else high, **edge})  # the slider's ends are accepted
+        with pytest.raises(Depth2ImgError, match=f"'{name}'"):
+            DepthAdjustments(**{name: high + 0.01 if name != "far" else -0.01})

@@ -110,6 +110,16 @@ def describe_unsupported(index: Mapping[str, object], prefix: str = "") -> str |
                  if all(shapes.get(k) == shape for k, shape in signature.items())), None)
 
 
+def non_commercial_note(names) -> str:
+    """A sentence naming those of ``names`` whose public weights forbid commercial use, or ``""``."""
+    specs = [ESTIMATORS[name] for name in names if name in ESTIMATORS and ESTIMATORS[name].non_commercial]
+    if not specs:
+        return ""
+    licences = ", ".join(sorted({spec.licence for spec in specs}))
+    return (f"{' and '.join(spec.title for spec in specs)}: the weights' licence ({licences}) allows "
+            "non-commercial use only.")
+
+
 def where_weights_live() -> str:
     """Which files hold estimator weights and where people keep them, for messages."""
     by_folder: dict[str, list[str]] = {}

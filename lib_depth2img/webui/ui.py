@@ -6,6 +6,7 @@ import dataclasses
 
 from modules import script_callbacks, scripts, shared
 
+from lib_depth2img.estimators import non_commercial_note
 from lib_depth2img.generation_args import DepthArgs, setting_metadata
 from lib_depth2img.webui import extra_estimators, generation, option_keys, preview, user_maps
 
@@ -33,6 +34,9 @@ def build_controls(elem_id, picture_inputs: dict) -> tuple[list, list]:
         controls = [enabled]
         for name in DepthArgs.names()[1:]:
             controls.append(_control(gr, name, getattr(defaults, name), meta[name], elem_id(name)))
+            note = non_commercial_note(extra_estimators.available()) if name == "depth_source" else ""
+            if note:
+                gr.HTML(f"<p class='depth2img-note'>{note}</p>")
             if name == "depth_map":
                 gr.HTML(f"<p class='depth2img-note'>{RESIZE_NOTE}</p>")
         with gr.Row():
