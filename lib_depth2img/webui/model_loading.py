@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 
 from lib_depth2img.checkpoint import estimator_from_weights
+from lib_depth2img.errors import Depth2ImgError
 from lib_depth2img.tensor_index import read_tensor_index
 
 WEIGHTS_FILE_ATTRIBUTE = "depth2img_expected_weights_file"
@@ -50,7 +51,12 @@ def check_loaded_depth_weights(sd_model) -> None:
         return
     network.__dict__.pop(MISSING_ATTRIBUTE, None)  # the WebUI reuses the network when switching checkpoints
     checkpoint = sd_model.sd_checkpoint_info.filename
-    if estimator_from_weights(read_tensor_index(checkpoint)) is None:
+    try:
+        index = read_tensor_index(checkpoint)
+    except Depth2ImgError as error:  # the WebUI loaded it, so this is rare; one line, never a traceback
+        print(f"Depth-to-image: {error}")
+        return
+    if estimator_from_weights(index) is None:
         message = (f"{os.path.basename(checkpoint)} carries no MiDaS weights and {os.path.basename(expected_file)} "
                    f"is missing: put that file in {os.path.dirname(expected_file)}, then load the checkpoint again.")
         setattr(network, MISSING_ATTRIBUTE, message)
