@@ -50,19 +50,22 @@ def detect_weights(weights: Path, chosen: str | None) -> str:
     return found
 
 
+def _available(name: str) -> bool:
+    if name == "cuda":
+        return torch.cuda.is_available()
+    if name == "mps":
+        return getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+    return name == "cpu"
+
+
 def best_device() -> torch.device:
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    mps = getattr(torch.backends, "mps", None)
-    return torch.device("mps" if mps is not None and mps.is_available() else "cpu")
+    return torch.device(next(name for name in ("cuda", "mps", "cpu") if _available(name)))
 
 
 def _device(name: str) -> torch.device:
     if name == "auto":
         return best_device()
-    available = {"cpu": True, "cuda": torch.cuda.is_available(),
-                 "mps": getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()}
-    if not available[name]:
+    if not _available(name):
         raise Depth2ImgError(f"--device {name} was asked for, but this torch build has no {name} device.")
     return torch.device(name)
 

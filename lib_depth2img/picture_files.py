@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from lib_depth2img.depth_image import depth_from_image
 from lib_depth2img.errors import Depth2ImgError
 
 PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp")
@@ -33,52 +34,47 @@ def _own_pixel_limit():
         Image.MAX_IMAGE_PIXELS = saved
 
 
-def check_picture(path: str | os.PathLike) -> tuple[int, int]:
-    """(height, width) as the picture will be read, EXIF orientation applied; reads the header only."""
-    path = Path(path)
+@contextmanager
+def _opened(path: Path):
+    """The picture, upright; a file that is no picture, or too large, as our error naming it."""
     try:
         with _own_pixel_limit(), Image.open(path) as image:
-            width, height = image.size
-            if image.getexif().get(0x0112, 1) in (5, 6, 7, 8):  # rotated a quarter turn
-                width, height = height, width
+            yield image
     except Image.DecompressionBombError as error:
         raise Depth2ImgError(f"{path} is larger than {MAX_PICTURE_PIXELS // 1_000_000} megapixels; "
                              "scale it down first.") from error
     except (UnidentifiedImageError, OSError, ValueError) as error:
         raise Depth2ImgError(f"Cannot read the picture {path}: {error}.") from error
+
+
+def check_picture(path: str | os.PathLike) -> tuple[int, int]:
+    """(height, width) as the picture will be read, EXIF orientation applied; reads the header only."""
+    with _opened(Path(path)) as image:
+        width, height = image.size
+        if image.getexif().get(0x0112, 1) in (5, 6, 7, 8):  # rotated a quarter turn
+            width, height = height, width
     return height, width
 
 
 def read_picture(path: str | os.PathLike) -> tuple[torch.Tensor, tuple[int, int]]:
     """RGB float32 ``[1,3,h,w]`` in [0, 1], reduced to at most ``ESTIMATION_PIXELS``, and the picture's
     full (height, width) as seen upright."""
-    path = Path(path)
-    try:
-        with _own_pixel_limit(), Image.open(path) as opened:
-            image = ImageOps.exif_transpose(opened)
-            size = (image.height, image.width)
-            # 16-bit and float stay as 32-bit integer or float planes; every other mode becomes 8-bit RGB
-            image = image.convert("I") if image.mode.startswith("I;16") else image
-            image = image if image.mode in ("I", "F") else image.convert("RGB")
-            factor = math.ceil(math.sqrt(image.width * image.height / ESTIMATION_PIXELS))
-            if factor > 1:
-                image = image.reduce(factor)
-            rgb = _rgb_array(image)
-    except Image.DecompressionBombError as error:
-        raise Depth2ImgError(f"{path} is larger than {MAX_PICTURE_PIXELS // 1_000_000} megapixels; "
-                             "scale it down first.") from error
-    except (UnidentifiedImageError, OSError, ValueError) as error:
-        raise Depth2ImgError(f"Cannot read the picture {path}: {error}.") from error
+    with _opened(Path(path)) as opened:
+        image = ImageOps.exif_transpose(opened)
+        size = (image.height, image.width)
+        # 16-bit and float stay as 32-bit integer or float planes; every other mode becomes 8-bit RGB
+        image = image.convert("I") if image.mode.startswith("I;16") else image
+        image = image if image.mode in ("I", "F") else image.convert("RGB")
+        factor = math.ceil(math.sqrt(image.width * image.height / ESTIMATION_PIXELS))
+        if factor > 1:
+            image = image.reduce(factor)
+        rgb = _rgb_array(image)
     return torch.from_numpy(rgb).permute(2, 0, 1)[None].contiguous(), size
 
 
 def _rgb_array(image: Image.Image) -> np.ndarray:
     """HxWx3 float32 in [0, 1]; 16-bit and float grayscale keep their range instead of clipping to white."""
-    if image.mode == "I":
-        gray = np.asarray(image, dtype=np.float64)
-        gray = gray / (65535.0 if gray.max(initial=0) <= 65535 else gray.max())
-    elif image.mode == "F":
-        gray = np.clip(np.nan_to_num(np.asarray(image, dtype=np.float64)), 0.0, 1.0)
-    else:
-        return np.asarray(image, dtype=np.float32) / 255.0
-    return np.repeat(gray.astype(np.float32)[..., None], 3, axis=2)
+    if image.mode in ("I", "F"):  # read as depth maps are: 16-bit levels / 65535, float as it is
+        gray = np.clip(np.nan_to_num(depth_from_image(image)[0, 0].numpy()), 0.0, 1.0)
+        return np.repeat(gray[..., None], 3, axis=2)
+    return np.asarray(image, dtype=np.float32) / 255.0

@@ -97,15 +97,19 @@ def input_spec_for(name: str) -> InputSpec:
     return spec_for(name).input_spec
 
 
+def _shapes(index: Mapping[str, object], prefix: str) -> dict[str, tuple[int, ...]]:
+    return {k[len(prefix):]: tuple(v.shape) for k, v in index.items() if k.startswith(prefix)}
+
+
 def detect_estimator(index: Mapping[str, object], prefix: str = "") -> str | None:
     """Which estimator the tensors under ``prefix`` belong to (``index``: name -> anything with ``.shape``)."""
-    shapes = {k[len(prefix):]: tuple(v.shape) for k, v in index.items() if k.startswith(prefix)}
+    shapes = _shapes(index, prefix)
     return next((spec.name for spec in ESTIMATORS.values() if spec.matches(shapes)), None)
 
 
 def describe_unsupported(index: Mapping[str, object], prefix: str = "") -> str | None:
     """The name of a known depth network that no estimator here runs, if the keys are its."""
-    shapes = {k[len(prefix):]: tuple(v.shape) for k, v in index.items() if k.startswith(prefix)}
+    shapes = _shapes(index, prefix)
     return next((name for name, signature in _UNSUPPORTED.items()
                  if all(shapes.get(k) == shape for k, shape in signature.items())), None)
 
