@@ -74,6 +74,9 @@ def test_preview_depth_in_img2img(page, tmp_path):
     page.locator("#depth2img_preview img").wait_for(state="visible")
     assert "256x256" in page.locator("#depth2img_preview_message").last.text_content()
     _screenshot(page, "webui-img2img-preview")
+    accordion = page.locator("#depth2img_status").last.locator("xpath=ancestor::div[contains(@class, "
+                                                                "'input-accordion')][1]")
+    accordion.screenshot(path=str(ARTIFACTS / "accordion.png"))  # the README's picture
 
 
 def test_generate_with_depth_maps_in_the_gallery(page):
@@ -91,6 +94,24 @@ def test_generate_with_depth_maps_in_the_gallery(page):
                              ".map(img => img.src)).size")
     assert pictures == 2  # the picture, then the depth map that conditioned it
     assert page.errors == []
+
+
+def test_a_bad_setting_shows_in_the_error_box_and_nothing_is_made(page, webui):
+    """The WebUI would swallow it from a script hook and generate with its own depth instead."""
+    before = webui.output_files()
+    source = "#script_img2img_depthtoimage_depth_source"
+    page.locator(f"{source} input").click()
+    page.locator(f"{source} ul li", has_text="upload").first.click()  # and no depth map given
+    try:
+        page.locator("#img2img_generate").click()
+        error = page.locator("#html_log_img2img .error")
+        error.wait_for(state="visible")
+        assert "'depth_source' is 'upload' but no depth map was given" in error.text_content()
+        _screenshot(page, "webui-img2img-bad-setting")
+    finally:
+        page.locator(f"{source} input").click()
+        page.locator(f"{source} ul li", has_text="checkpoint").first.click()
+    assert webui.output_files() == before
 
 
 def test_batch_tab_takes_each_pictures_own_depth_map_from_a_folder(page, webui, tmp_path):
