@@ -183,15 +183,29 @@ def test_xyz_plot_axis_changes_the_depth_setting_per_cell(webui):
     assert not np.array_equal(plain, inverted)
 
 
-def _save_as_lightning_ckpt(state: dict, path) -> None:
-    """As 512-depth-ema.ckpt was written: a Lightning dict around ``state_dict()``, an OrderedDict with
-    ``_metadata``."""
-    import collections
+_LIGHTNING_SAVE = """
+import collections, sys, torch
+from safetensors.torch import load_file
+state_dict = collections.OrderedDict(load_file(sys.argv[1]))
+if sys.argv[3] == "without-depth":
+    state_dict = collections.OrderedDict((k, v) for k, v in state_dict.items() if not k.startswith("depth_model."))
+state_dict._metadata = collections.OrderedDict({"": {"version": 1}})
+torch.save({"epoch": 7, "global_step": 1000, "pytorch-lightning_version": "1.4.2", "state_dict": state_dict,
+            "callbacks": {"ModelCheckpoint": {"best_model_score": None}}}, sys.argv[2])
+"""
 
-    state_dict = collections.OrderedDict(state)
-    state_dict._metadata = collections.OrderedDict({"": {"version": 1}})
-    torch.save({"epoch": 7, "global_step": 1000, "pytorch-lightning_version": "1.4.2", "state_dict": state_dict,
-                "callbacks": {"ModelCheckpoint": {"best_model_score": None}}}, path)
+
+def _save_as_lightning_ckpt(source, path, without_depth: bool = False) -> None:
+    """As 512-depth-ema.ckpt was written: a Lightning dict around ``state_dict()``, an OrderedDict with
+    ``_metadata``; saved by the WebUI's own torch, as its users' files were (the WebUI's loader refuses
+    the zip members that much newer torch versions add)."""
+    import os
+    import subprocess
+
+    from webui_server import webui_python
+
+    subprocess.run([webui_python(os.environ["DEPTH2IMG_WEBUI_DIR"]), "-c", _LIGHTNING_SAVE, str(source), str(path),
+                    "without-depth" if without_depth else "whole"], check=True, timeout=300)
 
 
 @pytest.mark.parametrize("suffix", ["safetensors", "ckpt"])
@@ -205,7 +219,7 @@ def test_checkpoint_without_depth_weights_says_which_file_to_put_where(webui, de
     if suffix == "safetensors":
         save_file(without, str(folder / name))
     else:
-        _save_as_lightning_ckpt(without, folder / name)
+        _save_as_lightning_ckpt(depth_checkpoint, folder / name, without_depth=True)
     (folder / f"no-midas-{suffix}.yaml").write_text((folder / f"{webui.checkpoint}.yaml").read_text())
     assert webui.post("/sdapi/v1/refresh-checkpoints", {}).status_code == 200
     log_before = len(webui.log.read_text())
@@ -225,10 +239,9 @@ def test_checkpoint_without_depth_weights_says_which_file_to_put_where(webui, de
 
 def test_a_lightning_ckpt_depth_model_loads_offline_and_generates(webui, depth_checkpoint):
     """The common case the loader must never trip on: a .ckpt saved from state_dict(), with Lightning's extras."""
-    from safetensors.torch import load_file
 
     folder = depth_checkpoint.parent
-    _save_as_lightning_ckpt(load_file(str(depth_checkpoint)), folder / "tiny-lightning.ckpt")
+    _save_as_lightning_ckpt(depth_checkpoint, folder / "tiny-lightning.ckpt")
     (folder / "tiny-lightning.yaml").write_text((folder / f"{webui.checkpoint}.yaml").read_text())
     (folder / "no-yaml.ckpt").write_bytes((folder / "tiny-lightning.ckpt").read_bytes())
     assert webui.post("/sdapi/v1/refresh-checkpoints", {}).status_code == 200
@@ -237,12 +250,15 @@ def test_a_lightning_ckpt_depth_model_loads_offline_and_generates(webui, depth_c
     log_before = len(webui.log.read_text())
     try:
         assert webui.post("/sdapi/v1/options", {"sd_model_checkpoint": "tiny-lightning.ckpt"}).status_code == 200
+        _img2img(webui, [_picture()], {})  # the first generation after a load differs slightly, as after start-up
         images = _img2img(webui, [_picture()], {"add_depth_to_results": True})["images"]
     finally:
         webui.post("/sdapi/v1/options", {"sd_model_checkpoint": f"{webui.checkpoint}.safetensors"})
     assert "Traceback" not in webui.log.read_text()[log_before:]
-    pixels = [np.asarray(_decode(image)) for image in images]  # the infotext inside names the other file
-    assert all(np.array_equal(a, np.asarray(_decode(b))) for a, b in zip(pixels, reference, strict=True))
+    # the same weights, whatever file they came in (compared as pixels: the infotext inside names the file)
+    differences = [np.abs(np.asarray(_decode(a), dtype=int) - np.asarray(_decode(b), dtype=int)).max()
+                   for a, b in zip(images, reference, strict=True)]
+    assert differences == [0, 0]
     verdict = webui.get("/depth2img/checkpoint?title=no-yaml.ckpt")  # no yaml: the weights decide
     assert verdict.status_code == 200 and verdict.json()["is_depth"] is True
     assert verdict.json()["estimator"] == "dpt_hybrid"
