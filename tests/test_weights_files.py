@@ -2,6 +2,8 @@
 Lightning ``Trainer.save_checkpoint``, MiDaS's own wrapper, zip and legacy layouts, float16 storages,
 safetensors with metadata. Each is indexed, recognised and read; torch's own loader is the reference."""
 
+import copy
+import functools
 import subprocess
 import sys
 from pathlib import Path
@@ -24,10 +26,22 @@ ROOT = Path(__file__).parent.parent
 HALF = ("depth_anything_v2_vitb", "depth_anything_v2_vitl", "dpt_large")  # float16 files: HalfStorage, half the disk
 
 
+@functools.cache  # each estimator is built once: Depth Anything Large has 335 M parameters
 def _module(name: str) -> torch.nn.Module:
-    """The estimator with the fixtures' rule-set weights: non-trivial depth, unlike a fresh init's flat map."""
+    """Weights whose depth map is not flat, which would prove nothing: DPT-Hybrid gets the parity fixtures'
+    rule-set weights (its fresh init ends below its final ReLU); the others torch's init with every float
+    tensor nudged (MiDaS v2.1 small's zero biases and unit BatchNorm statistics alone also give a flat map)."""
+    torch.manual_seed(len(name))
     module = create_estimator(name)
-    module.load_state_dict(rule_weights({k: tuple(v.shape) for k, v in module.state_dict().items()}))
+    if name == "dpt_hybrid":
+        module.load_state_dict(rule_weights({k: tuple(v.shape) for k, v in module.state_dict().items()}))
+        return module
+    with torch.no_grad():
+        for key, tensor in module.state_dict().items():
+            if tensor.is_floating_point():
+                tensor.add_(0.05 * torch.randn_like(tensor))
+                if key.endswith("running_var"):
+                    tensor.abs_()
     return module.half().float() if name in HALF else module  # the weights as the file will hold them
 
 
@@ -66,7 +80,7 @@ def corpus(tmp_path_factory) -> dict[str, tuple[Path, str, str]]:
     files = {}
     for name, spec in ESTIMATORS.items():
         module = _module(name)
-        state = (module.half() if name in HALF else module).state_dict()
+        state = (copy.deepcopy(module).half() if name in HALF else module).state_dict()
         assert hasattr(state, "_metadata")  # as state_dict() returns it: an OrderedDict with _metadata
         torch.save(state, folder / spec.release_files[0])
         files[name] = (folder / spec.release_files[0], name, "")
@@ -74,7 +88,7 @@ def corpus(tmp_path_factory) -> dict[str, tuple[Path, str, str]]:
     legacy = folder / "midas_v21_small-legacy.pt"
     torch.save(small, legacy, _use_new_zipfile_serialization=False)
     files["legacy layout"] = (legacy, "midas_v21_small", "")
-    hybrid = _module("dpt_hybrid")
+    hybrid = copy.deepcopy(_module("dpt_hybrid"))  # trained a step: the cached one stays as saved
     optimizer = torch.optim.Adam(hybrid.scratch.parameters())
     hybrid.scratch.output_conv[-2].weight.sum().backward()
     optimizer.step()
@@ -83,7 +97,7 @@ def corpus(tmp_path_factory) -> dict[str, tuple[Path, str, str]]:
     torch.save({"model": hybrid.state_dict(), "optimizer": optimizer.state_dict()}, with_optimizer)
     files["MiDaS model+optimizer"] = (with_optimizer, "dpt_hybrid", "")
     lightning = folder / "512-depth-ema.ckpt"
-    _lightning_checkpoint(lightning, _module("dpt_hybrid"))
+    _lightning_checkpoint(lightning, copy.deepcopy(_module("dpt_hybrid")))
     files["Lightning"] = (lightning, "dpt_hybrid", DEPTH_WEIGHTS_PREFIX)
     lightning_legacy = folder / "512-depth-ema-legacy.ckpt"
     torch.save(torch.load(lightning, weights_only=False), lightning_legacy, _use_new_zipfile_serialization=False)
@@ -131,7 +145,7 @@ def test_lightning_checkpoint_is_a_depth_model_with_its_weights(corpus):
 
 
 def _picture(path: Path) -> Path:
-    Image.fromarray((synthetic_image(72, 104) * 255).round().astype(np.uint8)).save(path)
+    Image.fromarray((synthetic_image(72, 72) * 255).round().astype(np.uint8)).save(path)  # square: the smallest input
     return path
 
 
