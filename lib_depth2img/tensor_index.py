@@ -41,12 +41,13 @@ def read_tensor_index(path: str | Path) -> dict[str, TensorInfo]:
     return {k: v.info if isinstance(v, PickledTensor) else v for k, v in torch_state_records(path)[1].items()}
 
 
-def read_torch_tensors(path: str | Path, prefix: str = "") -> dict:
-    """The tensors of a PyTorch file's state dict whose names start with ``prefix``, read from the file."""
+def read_torch_tensors(path: str | Path, prefix: str = "", names=None) -> dict:
+    """The tensors of a PyTorch file's state dict whose names start with ``prefix`` (and are among ``names``
+    when given), read from the file."""
     checkpoint, state = torch_state_records(Path(path))
     shared_storages: dict = {}
     return {k: checkpoint.load(v, shared_storages) for k, v in state.items()
-            if k.startswith(prefix) and isinstance(v, PickledTensor)}
+            if k.startswith(prefix) and (names is None or k in names) and isinstance(v, PickledTensor)}
 
 
 def torch_state_records(path: Path) -> tuple[TorchCheckpoint, dict]:

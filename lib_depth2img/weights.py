@@ -23,15 +23,24 @@ def read_state_dict(path: str | os.PathLike, prefix: str = "") -> dict[str, torc
     """The tensors of a weights file whose names start with ``prefix``, with the prefix kept.
 
     The file's kind comes from its content; a damaged or foreign file says what it is."""
-    path = Path(path)
+    return _read(Path(path), prefix, None)
+
+
+def read_named_tensors(path: str | os.PathLike, names) -> dict[str, torch.Tensor]:
+    """Only the tensors called ``names`` (those the file has), each read from the file."""
+    return _read(Path(path), "", set(names))
+
+
+def _read(path: Path, prefix: str, names: set[str] | None) -> dict[str, torch.Tensor]:
     if identify_weights_file(path) != SAFETENSORS:
-        return read_torch_tensors(path, prefix)
+        return read_torch_tensors(path, prefix, names)
     from safetensors import SafetensorError, safe_open
 
     read_safetensors_entries(path)  # a damaged header or a file cut short gets our message, not the library's
     try:
         with safe_open(str(path), framework="pt", device="cpu") as f:
-            return {k: f.get_tensor(k) for k in f.keys() if k.startswith(prefix)}  # noqa: SIM118 (not a dict)
+            return {k: f.get_tensor(k) for k in f.keys()  # noqa: SIM118 (not a dict)
+                    if k.startswith(prefix) and (names is None or k in names)}
     except (SafetensorError, OSError) as error:
         raise Depth2ImgError(f"{path} is damaged ({error}). Get a fresh copy of the file.") from error
 

@@ -66,11 +66,23 @@ class ForwardCounter:
         self.handle = module.register_forward_hook(lambda m, i, o: self.batches.append(i[0].shape[0]))
 
 
+@pytest.fixture(scope="session")
+def depth_checkpoint(tmp_path_factory, hybrid_rule_state) -> Path:
+    """The file the model was loaded from, as the WebUI always has one: the depth slice and a 5-channel UNet."""
+    from safetensors.torch import save_file
+
+    path = tmp_path_factory.mktemp("checkpoint") / "512-depth-ema.safetensors"
+    state = {f"depth_model.model.{k}": v.contiguous() for k, v in hybrid_rule_state.items()}
+    state["model.diffusion_model.input_blocks.0.0.weight"] = torch.zeros(320, 5, 3, 3)
+    save_file(state, str(path))
+    return path
+
+
 @pytest.fixture()
-def depth_model(webui, hybrid_estimator):
+def depth_model(webui, hybrid_estimator, depth_checkpoint):
     from lib_depth2img.webui import generation
 
-    model = FakeSDModel(hybrid_estimator)
+    model = FakeSDModel(hybrid_estimator, filename=str(depth_checkpoint))
     webui.shared.sd_model = model
     generation.forget_depth(model)  # as on_model_loaded does: each test starts with a fresh checkpoint
     counter = ForwardCounter(hybrid_estimator)
@@ -648,3 +660,36 @@ def test_a_bad_setting_stops_even_without_a_depth_model(webui):
         assert p.sampled_with == []
     finally:
         webui.shared.sd_model = None
+
+
+def test_a_network_never_filled_from_the_checkpoint_is_not_used(webui, depth_checkpoint, hybrid_estimator):
+    """reForge and Forge Classic build ldm's MiDaS without loading the checkpoint's weights into it (an
+    interrupted load can leave it so too): depth must still be the checkpoint's, from our own estimator."""
+    from lib_depth2img.estimators import create_estimator
+    from lib_depth2img.webui import extra_estimators, generation
+
+    torch.manual_seed(0)
+    empty = create_estimator("dpt_hybrid")  # as built, never loaded
+    model = FakeSDModel(empty, filename=str(depth_checkpoint))
+    webui.shared.sd_model = model
+    generation.forget_depth(model)
+    counter = ForwardCounter(empty)
+    try:
+        p, _ = _img2img(webui, [_picture()])
+        assert counter.batches == []  # the empty network never ran
+        expected = _expected(webui, hybrid_estimator, _as_tensor(_picture()))
+        assert torch.allclose(p.sampled_with[0], expected, atol=1e-3)
+        assert list(extra_estimators._loaded)[0][:2] == ("checkpoint", str(depth_checkpoint))
+        assert next(iter(extra_estimators._loaded.values())).estimator_name == "dpt_hybrid"
+    finally:
+        counter.handle.remove()
+        extra_estimators._loaded.clear()
+        webui.shared.sd_model = None
+
+
+def test_a_network_filled_from_the_checkpoint_is_reused_not_copied(webui, depth_model):
+    from lib_depth2img.webui import extra_estimators
+
+    _, counter = depth_model
+    _img2img(webui, [_picture()])
+    assert counter.batches == [1] and extra_estimators._loaded == {}

@@ -1,7 +1,7 @@
-"""Depth estimators besides the checkpoint's own: found among the files people already have.
-
-Looked up by the registry's file names and folders under the WebUI's ``models/``, and in the folders
-ControlNet downloads to, so nobody keeps two copies. One is loaded at a time.
+"""Our own estimators, loaded from files people already have: another estimator's release file, found by
+the registry's names and folders under the WebUI's ``models/`` and in ControlNet's download folders (so
+nobody keeps two copies), or the depth slice of the loaded checkpoint itself where the host's model has
+no network filled with it. One is held at a time: they are hundreds of MB each.
 """
 
 from __future__ import annotations
@@ -12,13 +12,14 @@ import torch
 from modules import devices, paths_internal, shared
 from torch import nn
 
+from lib_depth2img.checkpoint_estimator import load_checkpoint_estimator
 from lib_depth2img.errors import Depth2ImgError
 from lib_depth2img.estimators import ESTIMATORS, EstimatorSpec, create_estimator
 from lib_depth2img.generation_args import EXTRA_ESTIMATORS
 from lib_depth2img.webui import option_keys
 from lib_depth2img.weights import load_estimator_from_file
 
-_loaded: dict[str, nn.Module] = {}
+_loaded: dict[tuple, nn.Module] = {}  # (what, file, file state) -> the estimator; one entry at most
 
 
 def _folders(spec: EstimatorSpec) -> list[Path]:
@@ -52,17 +53,30 @@ def check_available(name: str) -> Path:
     return path
 
 
-def load(name: str) -> nn.Module:
-    if name not in _loaded:
-        path = check_available(name)
-        _loaded.clear()  # one at a time: they are hundreds of MB each
-        _loaded[name] = load_estimator_from_file(create_estimator(name), path)
+def _held(what: str, path: Path, load) -> nn.Module:
+    stat = path.stat()
+    key = (what, str(path), stat.st_size, stat.st_mtime_ns)
+    if key not in _loaded:
+        _loaded.clear()  # the one held before goes first: two would double the memory
+        _loaded[key] = load()
     dtype = devices.dtype if devices.device.type == "cuda" else torch.float32
-    return _loaded[name].to(device=devices.device, dtype=dtype)
+    return _loaded[key].to(device=devices.device, dtype=dtype)
 
 
-def release(name: str) -> None:
+def load(name: str) -> nn.Module:
+    path = check_available(name)
+    return _held(name, path, lambda: load_estimator_from_file(create_estimator(name), path))
+
+
+def load_from_checkpoint(checkpoint: str, name: str) -> nn.Module:
+    """Estimator ``name`` with the depth weights of ``checkpoint``, on the compute device."""
+    path = Path(checkpoint)
+    return _held("checkpoint", path, lambda: load_checkpoint_estimator(path, name))
+
+
+def release() -> None:
     """Off the GPU after use under --medvram/--lowvram, or when the setting says so."""
     low_memory = shared.cmd_opts.medvram or shared.cmd_opts.lowvram
-    if name in _loaded and (low_memory or shared.opts.data.get(option_keys.MOVE_TO_CPU, False)):
-        _loaded[name].to(devices.cpu)
+    if low_memory or shared.opts.data.get(option_keys.MOVE_TO_CPU, False):
+        for estimator in _loaded.values():
+            estimator.to(devices.cpu)

@@ -8,6 +8,7 @@ before every sampling. Nothing else of the WebUI is changed.
 
 from __future__ import annotations
 
+import os
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -15,6 +16,7 @@ import torch
 from modules import devices, shared
 
 from lib_depth2img.checkpoint import estimator_from_weights
+from lib_depth2img.checkpoint_estimator import checkpoint_estimator_name, holds_checkpoint_weights
 from lib_depth2img.depth_cache import DepthCache
 from lib_depth2img.errors import Depth2ImgError
 from lib_depth2img.estimators import input_spec_for
@@ -40,6 +42,7 @@ class _Generation:
 
 _generations: dict[int, _Generation] = {}  # by id(p); the WebUI runs one generation at a time
 DEPTH_CACHE = DepthCache()  # emptied whenever a checkpoint loads: the estimator's weights change with it
+_FROM_FILE: dict[tuple, str | None] = {}  # (network, checkpoint state) -> estimator to load from the file, or None
 
 
 def is_depth_model(sd_model) -> bool:
@@ -111,22 +114,43 @@ def before_process(p, script_args) -> None:
     setattr(p, NATIVE_DEPTH_METHOD, depth2img_image_conditioning)
 
 
+def _estimator_from_file(sd_model) -> str | None:
+    """The estimator to load from the checkpoint file, or None where the host's network is the one to use:
+    it holds the checkpoint's depth weights, or the checkpoint carries none (then it came from models/midas)."""
+    network = getattr(getattr(sd_model, "depth_model", None), "model", None)
+    checkpoint = sd_model.sd_checkpoint_info.filename
+    stat = os.stat(checkpoint)
+    key = (id(network), checkpoint, stat.st_size, stat.st_mtime_ns)
+    if key not in _FROM_FILE:
+        name = checkpoint_estimator_name(checkpoint)
+        filled = name is None or (network is not None and holds_checkpoint_weights(network, checkpoint))
+        _FROM_FILE[key] = None if filled else name
+    return _FROM_FILE[key]
+
+
 @contextmanager
 def depth_network(sd_model, source: str):
-    """The estimator for ``source`` with its input spec, on the compute device while in use."""
-    if source == "checkpoint":
+    """The estimator for ``source`` with its input spec, on the compute device while in use.
+
+    Depth comes from the checkpoint's own weights: the host's network when it holds them (no second
+    copy), else our estimator loaded from the checkpoint file."""
+    from_file = _estimator_from_file(sd_model) if source == "checkpoint" else None
+    if source == "checkpoint" and from_file is None:
         network, name = estimator(sd_model)
         run_on_compute_device(sd_model)
         try:
             yield network, input_spec_for(name)
         finally:
             offload(sd_model)
+        return
+    if from_file is not None:
+        network = extra_estimators.load_from_checkpoint(sd_model.sd_checkpoint_info.filename, from_file)
     else:
         network = extra_estimators.load(source)
-        try:
-            yield network, network.input_spec
-        finally:
-            extra_estimators.release(source)
+    try:
+        yield network, network.input_spec
+    finally:
+        extra_estimators.release()
 
 
 def _estimate(p, args: DepthArgs, source_image: torch.Tensor, latent_size, dtype) -> DepthConditioning:
@@ -194,5 +218,7 @@ def guard_txt2img(p) -> None:
 
 
 def forget_depth(sd_model=None) -> None:
-    """on_model_loaded: a new checkpoint brings new estimator weights, so cached depth is stale."""
+    """on_model_loaded: a new checkpoint brings new estimator weights, so cached depth is stale, and
+    whether the host's network holds them must be told again."""
     DEPTH_CACHE.clear()
+    _FROM_FILE.clear()
