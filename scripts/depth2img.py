@@ -2,11 +2,15 @@
 
 from modules import script_callbacks, scripts
 
-from lib_depth2img.webui import batch_names, generation, model_loading, preview, results, routes, ui
+from lib_depth2img.webui import batch_names, generation, hosts, results, routes, ui
 
-model_loading.install_offline_midas_loader()
+HOST = hosts.detect()
+if HOST is None:
+    print("Depth-to-image: this WebUI is neither AUTOMATIC1111's (ldm) nor Forge; the extension steps aside.")
+else:
+    generation.use_host(HOST)
+    HOST.install()
 batch_names.install_batch_tracking()
-script_callbacks.on_model_loaded(model_loading.check_loaded_depth_weights)
 script_callbacks.on_model_loaded(generation.forget_depth)
 script_callbacks.on_image_saved(results.on_image_saved)
 script_callbacks.on_app_started(routes.register_routes)
@@ -21,9 +25,11 @@ class Depth2ImgScript(scripts.Script):
         return "Depth-to-image"
 
     def show(self, is_img2img):
+        if HOST is None:
+            return False
         # The img2img pictures are created before ui() runs: catch them as they are made, once.
         if is_img2img and self.is_img2img and not self.picture_inputs:
-            for elem_id in preview.PICTURE_INPUTS:
+            for elem_id in HOST.picture_inputs:
                 self.picture_inputs[elem_id] = None
                 self.on_after_component(lambda c, e=elem_id: self.picture_inputs.__setitem__(e, c.component),
                                         elem_id=elem_id)
@@ -38,6 +44,10 @@ class Depth2ImgScript(scripts.Script):
     def before_process(self, p, *args):
         if self.is_img2img:
             generation.before_process(p, args)
+
+    def process(self, p, *args):  # the model is loaded by now, also on Forge
+        if self.is_img2img:
+            generation.process(p)
         else:
             generation.guard_txt2img(p)
 

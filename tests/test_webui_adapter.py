@@ -382,7 +382,7 @@ def test_nothing_saved_without_the_setting(webui, depth_model, tmp_path):
 def _preview(picture, tab=0, settings=(True, "checkpoint", False, True, False)):  # positional, as the UI
     from lib_depth2img.webui import preview
 
-    pictures = [None] * len(preview.PICTURE_INPUTS)
+    pictures = [None] * len(preview.picture_inputs())
     pictures[tab] = picture
     return preview.preview_depth(tab, *pictures, *settings)
 

@@ -1,9 +1,10 @@
-"""What the extension does to one generation, hook by hook.
+"""What the extension does to one generation, hook by hook, on any host.
 
-For a depth checkpoint it shadows ``p.depth2img_image_conditioning`` (an instance attribute,
-removed after its one call) so the WebUI's own MiDaS pass never runs, builds the conditioning
-with the core from each picture of the batch, and puts it into ``p.image_conditioning`` right
-before every sampling. Nothing else of the WebUI is changed.
+``before_process`` reads the settings (a bad one stops the generation); ``process``, when the model
+is loaded on every host, decides: for a depth checkpoint it shadows the host's conditioning method
+(an instance attribute, removed after its one call; ``hosts`` says which), so the host's own depth
+pass never runs, builds the conditioning with the core from each picture of the batch, and puts it
+into ``p.image_conditioning`` right before every sampling. Nothing else of the host is changed.
 """
 
 from __future__ import annotations
@@ -24,10 +25,10 @@ from lib_depth2img.generation_args import EXTRA_ESTIMATORS, DepthArgs
 from lib_depth2img.pipeline import DepthConditioning, condition_pictures
 from lib_depth2img.tensor_index import TensorInfo
 from lib_depth2img.webui import extra_estimators, model_loading, option_keys
+from lib_depth2img.webui.hosts import Host
 from lib_depth2img.webui.pictures import depth_pictures
 from lib_depth2img.webui.user_maps import condition_user_maps
 
-NATIVE_DEPTH_METHOD = "depth2img_image_conditioning"
 XYZ_OVERRIDES_ATTRIBUTE = "depth2img_xyz_overrides"
 NOT_A_DEPTH_MODEL = ("Depth-to-image needs a Stable Diffusion 2 depth checkpoint (such as 512-depth-ema); "
                      "the loaded checkpoint is not one. For SD 1.5 models, use ControlNet's depth model.")
@@ -45,8 +46,16 @@ DEPTH_CACHE = DepthCache()  # emptied whenever a checkpoint loads: the estimator
 _FROM_FILE: dict[tuple, str | None] = {}  # (network, checkpoint state) -> estimator to load from the file, or None
 
 
+HOST: Host | None = None  # set once at start-up by use_host
+
+
+def use_host(host: Host) -> None:
+    global HOST
+    HOST = host
+
+
 def is_depth_model(sd_model) -> bool:
-    return getattr(sd_model, "depth_model", None) is not None
+    return sd_model is not None and HOST is not None and HOST.is_depth_model(sd_model)
 
 
 def _checkpoint_name(sd_model) -> str:
@@ -55,7 +64,7 @@ def _checkpoint_name(sd_model) -> str:
 
 
 def estimator(sd_model) -> tuple[torch.nn.Module, str]:
-    network = sd_model.depth_model.model
+    network = HOST.depth_network(sd_model)
     missing = getattr(network, model_loading.MISSING_ATTRIBUTE, None)
     if missing:
         raise Depth2ImgError(missing)
@@ -82,28 +91,46 @@ def args_for(p, script_args) -> DepthArgs:
 
 
 def before_process(p, script_args) -> None:
+    """Reads the settings; the model may not be loaded yet (Forge loads it after this hook)."""
     _generations.clear()  # one generation at a time: what a failed one left goes now, not never
     try:
         args = args_for(p, script_args)
-        if args.enabled and is_depth_model(p.sd_model):
-            args.check_ready_to_generate()
-            if args.depth_source in EXTRA_ESTIMATORS:
-                extra_estimators.check_available(args.depth_source)
     except Depth2ImgError as error:  # a bad setting: the person who made it must see it, and nothing is made
         stop_before_init(p, str(error))
         return
-    if not args.enabled:
+    _generations[id(p)] = _Generation(args)
+
+
+def process(p) -> None:
+    """The model is loaded now: take over its depth path, or step aside."""
+    generation = _generations.get(id(p))
+    if generation is None:
         return
+    args = generation.args
     if not is_depth_model(p.sd_model):
-        if args != DepthArgs():  # the user changed a depth setting, so they expect depth
+        del _generations[id(p)]
+        if args.enabled and args != DepthArgs():  # the user changed a depth setting, so they expect depth
             p.comment(NOT_A_DEPTH_MODEL)
         return
-    generation = _Generation(args)
-    _generations[id(p)] = generation
+    if not args.enabled:
+        del _generations[id(p)]
+        if not HOST.has_own_depth_path:
+            stop_before_init(p, f"{_checkpoint_name(p.sd_model)} is a depth-to-image model and {HOST.name} has no "
+                                "depth path of its own: switch Depth-to-image on in its accordion (through the "
+                                "API: \"enabled\": true), or pick another checkpoint.")
+        return
+    try:
+        args.check_ready_to_generate()
+        if args.depth_source in EXTRA_ESTIMATORS:
+            extra_estimators.check_available(args.depth_source)
+    except Depth2ImgError as error:
+        del _generations[id(p)]
+        stop_before_init(p, str(error))
+        return
     p.extra_generation_params.update(args.infotext())
 
-    def depth2img_image_conditioning(source_image: torch.Tensor) -> torch.Tensor:
-        p.__dict__.pop(NATIVE_DEPTH_METHOD, None)  # one call per init; p is as it was afterwards
+    def depth_conditioning(source_image: torch.Tensor, *_host_arguments, **_host_keywords) -> torch.Tensor:
+        p.__dict__.pop(HOST.conditioning_method, None)  # one call per init; p is as it was afterwards
         latent_size, dtype = tuple(p.init_latent.shape[-2:]), p.init_latent.dtype
         if args.depth_source == "upload":
             generation.result = condition_user_maps(p, args, latent_size, dtype)
@@ -111,13 +138,13 @@ def before_process(p, script_args) -> None:
             generation.result = _estimate(p, args, source_image, latent_size, dtype)
         return _batch_conditioning(generation, p.init_latent)
 
-    setattr(p, NATIVE_DEPTH_METHOD, depth2img_image_conditioning)
+    setattr(p, HOST.conditioning_method, depth_conditioning)
 
 
 def _estimator_from_file(sd_model) -> str | None:
     """The estimator to load from the checkpoint file, or None where the host's network is the one to use:
     it holds the checkpoint's depth weights, or the checkpoint carries none (then it came from models/midas)."""
-    network = getattr(getattr(sd_model, "depth_model", None), "model", None)
+    network = HOST.depth_network(sd_model)
     checkpoint = sd_model.sd_checkpoint_info.filename
     stat = os.stat(checkpoint)
     key = (id(network), checkpoint, stat.st_size, stat.st_mtime_ns)
@@ -191,7 +218,8 @@ def generation_for(p) -> _Generation | None:
 
 def finish(p) -> _Generation | None:
     """Ends ``p``'s generation: ``p`` loses anything of ours left on it; returns the state for the results."""
-    p.__dict__.pop(NATIVE_DEPTH_METHOD, None)
+    if HOST is not None:
+        p.__dict__.pop(HOST.conditioning_method, None)
     generation = _generations.pop(id(p), None)
     return generation if generation is not None and generation.result is not None else None
 

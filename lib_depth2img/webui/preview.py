@@ -13,11 +13,13 @@ from lib_depth2img.user_depth import read_depth_map
 from lib_depth2img.webui import generation
 from lib_depth2img.webui.pictures import pil_to_tensor
 
-# Elem ids of the img2img tabs' picture inputs, in the tabs' order (img2img, sketch, inpaint,
-# inpaint sketch, inpaint upload); the batch tab has no single picture.
-PICTURE_INPUTS = ("img2img_image", "img2img_sketch", "img2maskimg", "inpaint_sketch", "img_inpaint_base")
 NO_PICTURE = "Load a picture in the img2img or inpaint tab first."
 NO_MAP = "Depth source is 'upload': upload a depth map in the Depth-to-image accordion first."
+
+
+def picture_inputs() -> tuple[str, ...]:
+    """Elem ids of the img2img tabs' picture inputs, in the tabs' order; the batch tab has no single picture."""
+    return generation.HOST.picture_inputs if generation.HOST is not None else ()
 
 
 def _picture(value) -> Image.Image | None:
@@ -28,7 +30,8 @@ def _picture(value) -> Image.Image | None:
 
 def preview_depth(tab_index, *values) -> tuple[Image.Image | None, str]:
     """Returns (depth picture or None, a message for people). ``values``: the pictures, then the settings."""
-    pictures, settings = values[: len(PICTURE_INPUTS)], values[len(PICTURE_INPUTS):]
+    count = len(picture_inputs())
+    pictures, settings = values[:count], values[count:]
     index = int(tab_index) if isinstance(tab_index, (int, float)) else -1
     picture = _picture(pictures[index]) if 0 <= index < len(pictures) else None
     try:

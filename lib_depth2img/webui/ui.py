@@ -44,7 +44,7 @@ def build_controls(elem_id, picture_inputs: dict) -> tuple[list, list]:
             tab_index = gr.Number(value=-1, visible=False)
         preview_message = gr.HTML("", elem_id="depth2img_preview_message")
         preview_image = gr.Image(label="Depth preview", type="pil", interactive=False, elem_id="depth2img_preview")
-    pictures = [picture_inputs.get(name) or gr.State(None) for name in preview.PICTURE_INPUTS]
+    pictures = [picture_inputs.get(name) or gr.State(None) for name in preview.picture_inputs()]
     preview_button.click(fn=wrap_queued_call(preview.preview_depth), _js=SELECTED_TAB_FIRST,
                          inputs=[tab_index, *pictures, *controls], outputs=[preview_image, preview_message])
     infotext_fields = [(control, _restore_from_infotext(name)) for control, name in zip(controls, DepthArgs.names(),

@@ -109,6 +109,7 @@ class StableDiffusionProcessingTxt2Img(StableDiffusionProcessingImg2Img):
 def process_images(p, scripts, outpath=None):
     """``outpath``: save each picture there as the WebUI does (``<number>-<seed>.png``), else save nothing."""
     run_hook("before_process", scripts, p)
+    run_hook("process", scripts, p)  # the model is loaded between the two (on Forge, lazily)
     p.init([], [], [])
     pictures = []
     for _ in range(p.n_iter):
