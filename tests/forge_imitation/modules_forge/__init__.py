@@ -1,0 +1,1 @@
+"""Forge's own package: its presence is what tells a host module it runs in Forge."""

@@ -1,0 +1,164 @@
+"""The extension in Forge, against the imitation in tests/forge_imitation (on top of tests/webui_imitation):
+a model loaded lazily, taken for an inpainting model, with no MiDaS network and no ldm."""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from reference import synthetic_image
+
+ROOT = Path(__file__).parent.parent
+IMITATIONS = [Path(__file__).parent / "forge_imitation", Path(__file__).parent / "webui_imitation"]
+
+
+@pytest.fixture(scope="module")
+def forge():
+    """Imports the imitations and loads scripts/depth2img.py as Forge would."""
+    sys.path[:0] = [str(path) for path in IMITATIONS]
+    try:
+        import forge_processing
+        from modules import shared
+
+        spec = importlib.util.spec_from_file_location("depth2img_script", ROOT / "scripts" / "depth2img.py")
+        script_module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(script_module)
+        yield type("Forge", (), {"processing": forge_processing, "shared": shared, "script_module": script_module})
+    finally:
+        for path in IMITATIONS:
+            sys.path.remove(str(path))
+        imitated = ("modules", "ldm", "modules_forge", "forge_processing")
+        for name in [n for n in sys.modules if n.split(".")[0] in imitated
+                     or n == "depth2img_script" or n.startswith("lib_depth2img.webui")]:
+            del sys.modules[name]
+
+
+class ForgeModel:
+    """What huggingface_guess makes of 512-depth-ema: SD 2, a 5-channel UNet taken for inpainting, no depth_model."""
+
+    def __init__(self, filename: str, in_channels: int = 5):
+        self.is_inpaint, self.is_sd2 = in_channels > 4, True
+        unet = type("UNet", (), {"in_channels": in_channels})()
+        self.forge_objects = type("Objects", (), {"unet": type("Patcher", (), {
+            "model": type("KModel", (), {"diffusion_model": unet})()})()})()
+        self.sd_checkpoint_info = type("Info", (), {"filename": filename, "name_for_extra": Path(filename).stem})()
+
+    def encode(self, image):
+        return torch.nn.functional.avg_pool2d(image, 8).repeat(1, 2, 1, 1)[:, :4]
+
+
+@pytest.fixture(scope="module")
+def depth_file(tmp_path_factory, hybrid_rule_state) -> Path:
+    from safetensors.torch import save_file
+
+    path = tmp_path_factory.mktemp("forge") / "512-depth-ema.safetensors"
+    state = {f"depth_model.model.{k}": v.contiguous() for k, v in hybrid_rule_state.items()}
+    state["model.diffusion_model.input_blocks.0.0.weight"] = torch.zeros(320, 5, 3, 3)
+    save_file(state, str(path))
+    return path
+
+
+@pytest.fixture()
+def depth_model(forge, depth_file):
+    from lib_depth2img.webui import extra_estimators, generation
+
+    generation.forget_depth()
+    forge.shared.sd_model = None  # nothing is loaded until the generation asks for it
+    yield ForgeModel(str(depth_file))
+    extra_estimators._loaded.clear()
+
+
+def _picture(flip=False):
+    pixels = (synthetic_image(128, 192) * 255).astype(np.uint8)
+    return Image.fromarray(np.ascontiguousarray(pixels[:, ::-1]) if flip else pixels)
+
+
+def _script(forge, is_img2img=True):
+    script = forge.script_module.Depth2ImgScript()
+    script.is_img2img = is_img2img
+    return script
+
+
+def _img2img(forge, model, pictures, script_args=()):
+    p = forge.processing.StableDiffusionProcessingImg2Img(pictures, 192, 128, script_args=script_args,
+                                                          model_to_load=model)
+    return p, forge.processing.process_images(p, [_script(forge)])
+
+
+def _expected(estimator, picture):
+    from lib_depth2img.estimators import input_spec_for
+    from lib_depth2img.pipeline import condition_pictures
+
+    tensor = torch.from_numpy(np.asarray(picture, dtype=np.float32) / 255).permute(2, 0, 1)[None]
+    return condition_pictures(estimator, tensor, (16, 24), input_spec=input_spec_for("dpt_hybrid")).conditioning
+
+
+def test_the_extension_knows_it_is_in_forge_and_imports_no_ldm(forge):
+    from lib_depth2img.webui import generation
+
+    assert generation.HOST.name == "Forge"
+    assert not [name for name in sys.modules if name.split(".")[0] == "ldm"]
+
+
+def test_without_the_extension_forge_fails_on_the_channels(forge, depth_model):
+    """The imitation's own failure, as real Forge's: the reason this host needs the extension."""
+    p = forge.processing.StableDiffusionProcessingImg2Img([_picture()], 192, 128, model_to_load=depth_model)
+    with pytest.raises(forge.processing.ChannelError, match="to have 5 channels, but got 9"):
+        forge.processing.process_images(p, [])
+
+
+def test_img2img_gets_the_checkpoints_depth_from_the_file(forge, depth_model, hybrid_estimator):
+    p, _ = _img2img(forge, depth_model, [_picture(), _picture(flip=True)])
+    conditioning = p.sampled_with[0]
+    assert conditioning.shape == (2, 1, 16, 24)  # [B,1,h,w]: the UNet gets 4 + 1 channels
+    for index, picture in enumerate([_picture(), _picture(flip=True)]):
+        assert torch.allclose(conditioning[index:index + 1], _expected(hybrid_estimator, picture), atol=1e-3)
+    assert not torch.allclose(conditioning[0], conditioning[1], atol=1e-2)
+    assert depth_model.is_inpaint is True  # the host's model is left as it was found
+    assert "img2img_image_conditioning" not in vars(p) and "Depth2img" in p.extra_generation_params
+
+
+def test_txt2img_is_stopped_with_words(forge, depth_model):
+    from lib_depth2img import Depth2ImgError
+
+    p = forge.processing.StableDiffusionProcessingTxt2Img([], 64, 64, model_to_load=depth_model)
+    with pytest.raises(Depth2ImgError, match="is a depth-to-image model: it needs an input picture"):
+        forge.processing.process_images(p, [_script(forge, is_img2img=False)])
+    assert p.sampled_with == []
+
+
+def test_switched_off_with_a_depth_model_says_so_instead_of_the_channel_error(forge, depth_model):
+    from lib_depth2img import Depth2ImgError
+
+    p = forge.processing.StableDiffusionProcessingImg2Img([_picture()], 192, 128, script_args=[{"enabled": False}],
+                                                          model_to_load=depth_model)
+    with pytest.raises(Depth2ImgError, match="Forge has no depth path of its own: switch Depth-to-image on"):
+        forge.processing.process_images(p, [_script(forge)])
+    assert p.sampled_with == []
+
+
+def test_other_models_are_left_alone(forge, tmp_path):
+    from safetensors.torch import save_file
+
+    plain = tmp_path / "sd15.safetensors"
+    save_file({"model.diffusion_model.input_blocks.0.0.weight": torch.zeros(320, 4, 3, 3)}, str(plain))
+    p, _ = _img2img(forge, ForgeModel(str(plain), in_channels=4), [_picture()])
+    assert p.sampled_with[0].shape == (1, 5, 1, 1)  # Forge's own dummy, dropped before the UNet
+
+
+def test_an_uploaded_map_and_a_bad_setting(forge, depth_model, tmp_path):
+    from lib_depth2img import Depth2ImgError
+
+    ramp = np.tile(np.linspace(0, 65535, 96).astype(np.uint16), (64, 1))
+    Image.fromarray(ramp).save(tmp_path / "map.png")
+    p, _ = _img2img(forge, depth_model, [_picture()], [{"depth_source": "upload",
+                                                        "depth_map": str(tmp_path / "map.png")}])
+    row = p.sampled_with[0][0, 0, 8]
+    assert bool((row[1:] >= row[:-1] - 1e-4).all()) and row[-1] > row[0]  # near on the right, as the map says
+    p = forge.processing.StableDiffusionProcessingImg2Img([_picture()], 192, 128, script_args=[{"gamma": 99}],
+                                                          model_to_load=depth_model)
+    with pytest.raises(Depth2ImgError, match="'gamma'"):
+        forge.processing.process_images(p, [_script(forge)])
