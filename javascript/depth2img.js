@@ -10,7 +10,8 @@
     var answer = null; // the route's answer for it, or null while unknown or on failure
 
     function selectedTitle() {
-        var input = gradioApp().querySelector("#setting_sd_model_checkpoint input");
+        // the original WebUI's quicksettings dropdown, or Forge's (a class, no id)
+        var input = gradioApp().querySelector("#setting_sd_model_checkpoint input, .model_selection input");
         if (input && input.value) {
             return input.value;
         }

@@ -136,3 +136,19 @@ def test_missing_markup_means_no_notice_and_no_error(page):
 def test_no_global_leaks(page):
     page_globals = page.evaluate("Object.keys(window).filter(k => /depth/i.test(k))")
     assert page_globals == []
+
+
+def test_forges_checkpoint_dropdown_is_followed_too(page):
+    """Forge's dropdown has no id, only the class model_selection, and there is no quicksettings one."""
+    page.evaluate("""() => {
+        const original = document.querySelector('#setting_sd_model_checkpoint');
+        const forge = document.createElement('div');
+        forge.className = 'gradio-dropdown model_selection';
+        forge.innerHTML = '<label>Checkpoint</label><input value="">';
+        original.parentElement.replaceChild(forge, original);
+    }""")
+    page.evaluate("t => { document.querySelector('.model_selection input').value = t; "
+                  "document.body.appendChild(document.createElement('span')); }", DEPTH)  # a DOM update
+    page.locator("#depth2img_txt2img_notice").wait_for(state="visible")
+    assert page.locator("#depth2img_status").text_content() == "Depth is active: dpt_hybrid depth from the checkpoint."
+    assert page.errors == []

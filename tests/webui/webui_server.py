@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import socket
 import subprocess
 import time
@@ -47,17 +48,39 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@contextlib.contextmanager
-def running_webui(webui_dir: str, data_dir: Path):
-    python = webui_python(webui_dir)
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False",
+       "PYTHONUNBUFFERED": "1"}
+
+
+def build_checkpoint(webui_dir: str, folder: Path, name: str, builder: str = "make_tiny_depth_checkpoint.py") -> Path:
+    """NAME.safetensors and NAME.yaml in ``folder``, made by one of the builders beside this file."""
+    folder.mkdir(parents=True, exist_ok=True)
+    subprocess.run([webui_python(webui_dir), str(Path(__file__).parent / builder), webui_dir, str(folder),
+                    "--name", name], check=True, env=ENV, cwd=webui_dir, timeout=900)
+    return folder / f"{name}.safetensors"
+
+
+def prepare_data_dir(data_dir: Path, checkpoint: Path) -> None:
+    """models/ with the checkpoint and its yaml linked in (models/midas stays empty), and this extension."""
     models = data_dir / "models" / "Stable-diffusion"
-    (data_dir / "models" / "midas").mkdir(parents=True)
+    models.mkdir(parents=True)
+    (data_dir / "models" / "midas").mkdir()
+    for path in (checkpoint, checkpoint.with_suffix(".yaml")):
+        try:
+            os.link(path, models / path.name)  # the host sees an ordinary file, at no cost
+        except OSError:
+            shutil.copy2(path, models / path.name)
     (data_dir / "extensions").mkdir()
     (data_dir / "extensions" / "sd-webui-depth2img").symlink_to(ROOT, target_is_directory=True)
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False",
-           "PYTHONUNBUFFERED": "1"}
-    subprocess.run([python, str(Path(__file__).parent / "make_tiny_depth_checkpoint.py"), webui_dir, str(models),
-                    "--name", CHECKPOINT], check=True, env=env, cwd=webui_dir, timeout=900)
+
+
+@contextlib.contextmanager
+def running_webui(webui_dir: str, data_dir: Path, checkpoint: Path | None = None):
+    """``checkpoint``: one already built (with its yaml beside it); default: the tiny one, built here."""
+    python = webui_python(webui_dir)
+    env = ENV
+    checkpoint = checkpoint or build_checkpoint(webui_dir, data_dir / "checkpoints", CHECKPOINT)
+    prepare_data_dir(data_dir, checkpoint)
     # --skip-prepare-environment skips extensions' install.py: run ours as the WebUI would.
     subprocess.run([python, str(ROOT / "install.py")], check=True, cwd=webui_dir, timeout=600,
                    env={**env, "PYTHONPATH": os.pathsep.join(filter(None, [webui_dir, env.get("PYTHONPATH")]))})
@@ -70,12 +93,13 @@ def running_webui(webui_dir: str, data_dir: Path):
         server = subprocess.Popen(command, cwd=webui_dir, env=env, stdout=log_file, stderr=subprocess.STDOUT,
                                   stdin=subprocess.DEVNULL)
     instance = WebUI(f"http://127.0.0.1:{port}", data_dir, log)
+    instance.checkpoint = checkpoint.stem
     try:
         _wait_until_up(instance, server)
         _wait_for_checkpoint(instance, lambda loaded: loaded is not None)
-        response = instance.post("/sdapi/v1/options", {"sd_model_checkpoint": f"{CHECKPOINT}.safetensors"})
+        response = instance.post("/sdapi/v1/options", {"sd_model_checkpoint": checkpoint.name})
         assert response.status_code == 200, response.text
-        _wait_for_checkpoint(instance, lambda loaded: (loaded or "").startswith(CHECKPOINT))
+        _wait_for_checkpoint(instance, lambda loaded: (loaded or "").startswith(checkpoint.stem))
         yield instance
     finally:
         server.terminate()

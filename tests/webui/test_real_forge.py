@@ -1,0 +1,129 @@
+"""Against a real Forge (lllyasviel/stable-diffusion-webui-forge, main) on CPU, over the API (opt-in).
+
+Set DEPTH2IMG_FORGE_DIR to Forge's folder (with its venv) and DEPTH2IMG_WEBUI_DIR to the original WebUI,
+whose ldm builds the test checkpoint (make_forge_depth_checkpoint.py) and which the parity test runs
+beside Forge. DEPTH2IMG_FORGE_CHECKPOINT may name an already built one (with its yaml) to save the build.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from forge_server import running_forge
+from PIL import Image
+from test_real_webui import SIZE, _b64, _decode, _depth_map_b64, _expected_map, _mask, _picture, _similar
+from webui_server import build_checkpoint, running_webui
+
+from lib_depth2img.estimators import create_estimator
+from lib_depth2img.weights import load_estimator_from_file
+
+FORGE_DIR = os.environ.get("DEPTH2IMG_FORGE_DIR")
+pytestmark = pytest.mark.skipif(not FORGE_DIR, reason="real-Forge test: set DEPTH2IMG_FORGE_DIR to a Forge folder")
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    prebuilt = os.environ.get("DEPTH2IMG_FORGE_CHECKPOINT")
+    if prebuilt:
+        return Path(prebuilt)
+    return build_checkpoint(os.environ["DEPTH2IMG_WEBUI_DIR"], tmp_path_factory.mktemp("forge-checkpoint"),
+                            "tiny-forge-depth", builder="make_forge_depth_checkpoint.py")
+
+
+@pytest.fixture(scope="module")
+def forge(tmp_path_factory, checkpoint):
+    with running_forge(FORGE_DIR, tmp_path_factory.mktemp("forge-data"), checkpoint) as instance:
+        yield instance
+
+
+@pytest.fixture(scope="module")
+def our_estimator(checkpoint):
+    """Our DPT with the checkpoint file's MiDaS weights, which Forge itself never loads."""
+    return load_estimator_from_file(create_estimator("dpt_hybrid"), checkpoint)
+
+
+def _payload(pictures, settings=None, **extra) -> dict:
+    payload = {"init_images": [_b64(p) for p in pictures], "prompt": "a house by a lake", "seed": 1234, "steps": 2,
+               "width": SIZE, "height": SIZE, "denoising_strength": 1.0, "sampler_name": "Euler", "cfg_scale": 5,
+               "batch_size": len(pictures), **extra}
+    if settings is not None:
+        payload["alwayson_scripts"] = {"Depth-to-image": {"args": [settings]}}
+    return payload
+
+
+def _img2img(instance, pictures, settings=None, **extra) -> dict:
+    response = instance.post("/sdapi/v1/img2img", _payload(pictures, settings, **extra))
+    assert response.status_code == 200, response.text[:2000]
+    return response.json()
+
+
+def _error(response) -> str:
+    body = response.json()
+    return body.get("errors") or body.get("message") or ""  # the original WebUI's key, Forge's
+
+
+def test_img2img_batch_of_two_gets_each_pictures_depth_from_the_checkpoint_file(forge, our_estimator):
+    first, second = _picture(), _picture(flip=True)
+    result = _img2img(forge, [first, second], {"add_depth_to_results": True})
+    assert len(result["images"]) == 4 and "Depth2img: True" in result["info"]
+    maps = [_decode(data) for data in result["images"][2:]]
+    assert not np.array_equal(np.asarray(maps[0]), np.asarray(maps[1]))
+    assert _similar(maps[0], _expected_map(our_estimator, first.resize((SIZE, SIZE), Image.LANCZOS)))
+    assert _similar(maps[1], _expected_map(our_estimator, second.resize((SIZE, SIZE), Image.LANCZOS)))
+    pictures = [np.asarray(_decode(data), dtype=float) for data in result["images"][:2]]
+    assert all(np.isfinite(p).all() and p.std() > 0 for p in pictures)
+
+
+def test_inpaint_only_masked_takes_depth_from_the_sampled_crop(forge, our_estimator):
+    picture = _picture()
+    result = _img2img(forge, [picture], {"add_depth_to_results": True}, mask=_b64(_mask((32, 32, 95, 95))),
+                      inpainting_fill=1, inpaint_full_res=True, inpaint_full_res_padding=0, mask_blur=0)
+    crop = picture.crop((32, 32, 96, 96)).resize((SIZE, SIZE), Image.LANCZOS)
+    assert _similar(_decode(result["images"][1]), _expected_map(our_estimator, crop))
+
+
+def test_an_uploaded_depth_map_conditions_instead_of_the_picture(forge):
+    result = _img2img(forge, [_picture()], {"depth_source": "upload", "depth_map": _depth_map_b64(),
+                                            "add_depth_to_results": True})
+    depth = np.asarray(_decode(result["images"][1]).convert("L"), dtype=float)
+    assert np.abs(depth.mean(axis=0) - np.linspace(0, 255, SIZE)).max() < 6  # the ramp, stretched to 64 wide
+    assert _img2img(forge, [_picture()], {})["images"][0] != result["images"][0]
+
+
+def test_txt2img_and_switched_off_runs_are_stopped_with_words_and_nothing_is_saved(forge):
+    before = forge.output_files()
+    response = forge.post("/sdapi/v1/txt2img", {"prompt": "a house", "steps": 2, "width": SIZE, "height": SIZE,
+                                                "save_images": True})
+    assert response.status_code == 500
+    assert _error(response) == (f"{forge.checkpoint} is a depth-to-image model: it needs an input picture. "
+                                "Use the img2img or inpaint tab, or pick another checkpoint.")
+    response = forge.post("/sdapi/v1/img2img", _payload([_picture()], {"enabled": False}, save_images=True))
+    assert response.status_code == 500 and "Forge has no depth path of its own" in _error(response)
+    assert "channels" not in _error(response)
+    response = forge.post("/sdapi/v1/img2img", _payload([_picture()], {"gamma": 99.0}, save_images=True))
+    assert response.status_code == 500 and "'gamma' must be between 0.1 and 5" in _error(response)
+    assert forge.output_files() == before
+
+
+def test_the_same_picture_as_the_original_webui_far_closer_than_inverted_depth(forge, checkpoint, tmp_path):
+    """Parity: one checkpoint, picture, seed and settings in both hosts. The control is the same host with
+    the depth inverted: the hosts must differ far less than depth changes the picture."""
+    def pixels(result, index=0):
+        return np.asarray(_decode(result["images"][index]).convert("RGB"), dtype=float)
+
+    _img2img(forge, [_picture()], {})  # not the first generation after a load (see the seed test of the WebUI)
+    in_forge = _img2img(forge, [_picture()], {"add_depth_to_results": True})
+    inverted = _img2img(forge, [_picture()], {"invert": True})
+    with running_webui(os.environ["DEPTH2IMG_WEBUI_DIR"], tmp_path / "webui-data", checkpoint) as webui:
+        _img2img(webui, [_picture()], {})
+        in_webui = _img2img(webui, [_picture()], {"add_depth_to_results": True})
+    hosts = np.abs(pixels(in_forge) - pixels(in_webui))
+    control = np.abs(pixels(in_forge) - pixels(inverted))
+    depth_maps = np.abs(pixels(in_forge, 1) - pixels(in_webui, 1))
+    print(f"\nForge vs original WebUI: picture max {hosts.max():.1f}/255, mean {hosts.mean():.2f}/255; "
+          f"depth map max {depth_maps.max():.1f}/255; control (inverted depth): mean {control.mean():.2f}/255")
+    assert depth_maps.max() <= 2  # the same depth, from the same weights, by the same code
+    assert hosts.mean() * 5 < control.mean()
