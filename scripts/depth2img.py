@@ -29,10 +29,8 @@ class Depth2ImgScript(scripts.Script):
             return False
         # The img2img pictures are created before ui() runs: catch them as they are made, once.
         if is_img2img and self.is_img2img and not self.picture_inputs:
-            for elem_id in HOST.picture_inputs:
-                self.picture_inputs[elem_id] = None
-                self.on_after_component(lambda c, e=elem_id: self.picture_inputs.__setitem__(e, c.component),
-                                        elem_id=elem_id)
+            self.picture_inputs = dict.fromkeys(HOST.picture_inputs)
+            HOST.watch_pictures(self, self.picture_inputs)
         return scripts.AlwaysVisible
 
     def ui(self, is_img2img):

@@ -162,3 +162,31 @@ def test_an_uploaded_map_and_a_bad_setting(forge, depth_model, tmp_path):
                                                           model_to_load=depth_model)
     with pytest.raises(Depth2ImgError, match="'gamma'"):
         forge.processing.process_images(p, [_script(forge)])
+
+
+def test_preview_before_forge_has_loaded_any_model(forge, depth_model, hybrid_estimator):
+    """Forge loads the model at the first generation: Preview depth works from the checkpoint picked."""
+    from modules import sd_models
+
+    from lib_depth2img.webui import preview
+
+    assert forge.shared.sd_model is None
+    title = "512-depth-ema.safetensors"
+    sd_models.checkpoint_aliases[title] = sd_models.CheckpointInfo(depth_model.sd_checkpoint_info.filename, title)
+    forge.shared.opts.data["sd_model_checkpoint"] = title
+    try:
+        pictures = [None] * len(preview.picture_inputs())
+        pictures[0] = _picture()
+        image, message = preview.preview_depth(0, *pictures, True, "checkpoint")
+        assert image is not None and "192x128" in message
+        from lib_depth2img.depth_image import depth_to_image
+        from lib_depth2img.estimators import input_spec_for
+        from lib_depth2img.pipeline import condition_pictures
+
+        tensor = torch.from_numpy(np.asarray(_picture(), dtype=np.float32) / 255).permute(2, 0, 1)[None]
+        depth = condition_pictures(hybrid_estimator, tensor, (16, 24), input_spec=input_spec_for("dpt_hybrid")).depth
+        expected = np.asarray(depth_to_image(depth[0]).resize(image.size), dtype=float)
+        assert np.abs(np.asarray(image, dtype=float) - expected).mean() < 1
+    finally:
+        sd_models.checkpoint_aliases.clear()
+        forge.shared.opts.data.pop("sd_model_checkpoint")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 from modules import images, shared
 from PIL import Image
 
@@ -55,8 +57,19 @@ def _preview_upload(args: DepthArgs, picture: Image.Image | None) -> tuple[Image
     return depth_to_image(depth[0]), f"The uploaded depth map, {width}x{height}, with the adjustments."
 
 
+def _model_to_preview():
+    """The loaded model; Forge loads one only at the first generation, so until then the checkpoint picked
+    in the dropdown stands in (depth then comes from its file, as it will at generation)."""
+    if shared.sd_model is not None:
+        return shared.sd_model
+    from modules import sd_models
+
+    info = sd_models.checkpoint_aliases.get(shared.opts.data.get("sd_model_checkpoint"))
+    return SimpleNamespace(sd_checkpoint_info=info) if info is not None else None
+
+
 def _preview_estimate(args: DepthArgs, picture: Image.Image) -> tuple[Image.Image | None, str]:
-    sd_model = shared.sd_model
+    sd_model = _model_to_preview()
     if not generation.is_depth_model(sd_model):
         return None, generation.NOT_A_DEPTH_MODEL
     rgb = pil_to_tensor(images.flatten(picture, shared.opts.img2img_background_color))[None]

@@ -12,7 +12,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from webui_server import ENV, WebUI, _free_port, _wait_for_checkpoint, _wait_until_up, prepare_data_dir
+from webui_server import ENV, ROOT, WebUI, _free_port, _wait_for_checkpoint, _wait_until_up, prepare_data_dir
 
 
 def forge_python(forge_dir: str) -> str:
@@ -25,7 +25,10 @@ def running_forge(forge_dir: str, data_dir: Path, checkpoint: Path):
     port = _free_port()
     log = data_dir / "forge.log"
     command = [forge_python(forge_dir), "launch.py", "--skip-prepare-environment", "--skip-python-version-check",
-               "--always-cpu", "--api", "--no-download-sd-model", "--port", str(port), "--data-dir", str(data_dir)]
+               "--always-cpu", "--api", "--no-download-sd-model", "--port", str(port), "--data-dir", str(data_dir),
+               # gradio 4 serves only allowed paths, and Forge allows only its data folder: with the data
+               # elsewhere, its own script.js and this extension (linked in) need naming, or the page has no js
+               "--gradio-allowed-path", forge_dir, "--gradio-allowed-path", str(ROOT)]
     with log.open("w") as log_file:
         server = subprocess.Popen(command, cwd=forge_dir, env=ENV, stdout=log_file, stderr=subprocess.STDOUT,
                                   stdin=subprocess.DEVNULL)

@@ -127,3 +127,40 @@ def test_the_same_picture_as_the_original_webui_far_closer_than_inverted_depth(f
           f"depth map max {depth_maps.max():.1f}/255; control (inverted depth): mean {control.mean():.2f}/255")
     assert depth_maps.max() <= 2  # the same depth, from the same weights, by the same code
     assert hosts.mean() * 5 < control.mean()
+
+
+@pytest.fixture(scope="module")
+def page(forge):
+    sync_api = pytest.importorskip("playwright.sync_api", reason="browser tests need playwright")
+    from test_real_browser import CHROMIUM, CHROMIUM_ARGS
+
+    if CHROMIUM is None:
+        pytest.skip("browser tests need Debian's chromium (apt-get install chromium)")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1600, "height": 1200})
+        page.errors = []
+        page.on("pageerror", lambda error: page.errors.append(str(error)))
+        page.set_default_timeout(120_000)
+        page.goto(forge.url)
+        page.locator("#txt2img_generate").wait_for(state="visible")
+        yield page
+        browser.close()
+
+
+def test_preview_depth_of_the_picture_in_forges_canvas(page, tmp_path):
+    from test_real_browser import ARTIFACTS
+
+    page.locator("#tabs > .tab-nav button", has_text="img2img").first.click()
+    page.wait_for_function("() => { const s = document.querySelectorAll('#depth2img_status'); "
+                           "return s.length && s[s.length - 1].textContent.includes('Depth is active'); }")
+    picture = tmp_path / "picture.png"
+    _picture(size=256).save(picture)
+    page.locator("#img2img_image input[type=file]").set_input_files(str(picture))
+    page.wait_for_timeout(2000)  # the canvas hands its picture to its hidden input
+    page.locator("#depth2img_preview_button").click()
+    page.locator("#depth2img_preview img").wait_for(state="visible")
+    assert "256x256" in page.locator("#depth2img_preview_message").last.text_content()
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "forge-img2img-preview.png"), full_page=True)
+    assert page.errors == []

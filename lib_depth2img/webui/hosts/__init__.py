@@ -25,6 +25,7 @@ class Host:
     depth_network: Callable[[object], nn.Module | None]  # the loaded model's own MiDaS network, if any
     install: Callable[[], None]  # start-up work, once
     picture_inputs: tuple[str, ...]  # elem ids of the img2img tabs' picture components, in the tabs' order
+    watch_pictures: Callable[[object, dict], None]  # (script, found): fill found[elem id] as the UI is built
 
 
 def detect() -> Host | None:

@@ -22,6 +22,12 @@ def _install() -> None:
     script_callbacks.on_model_loaded(model_loading.check_loaded_depth_weights)
 
 
+def _watch_pictures(script, found: dict) -> None:
+    for elem_id in found:
+        script.on_after_component(lambda c, e=elem_id: found.__setitem__(e, c.component), elem_id=elem_id)
+
+
 A1111 = Host(name="AUTOMATIC1111 WebUI", conditioning_method="depth2img_image_conditioning", has_own_depth_path=True,
              is_depth_model=_is_depth_model, depth_network=_depth_network, install=_install,
-             picture_inputs=("img2img_image", "img2img_sketch", "img2maskimg", "inpaint_sketch", "img_inpaint_base"))
+             picture_inputs=("img2img_image", "img2img_sketch", "img2maskimg", "inpaint_sketch", "img_inpaint_base"),
+             watch_pictures=_watch_pictures)

@@ -29,5 +29,27 @@ def _install() -> None:
     pass  # nothing is downloaded at load, so there is nothing to take offline
 
 
+CANVASES = ("img2img_image", "img2img_sketch", "img2maskimg", "inpaint_sketch")  # ForgeCanvas blocks
+
+
+def _watch_pictures(script, found: dict) -> None:
+    """A ForgeCanvas is an HTML block with the tab's elem id, followed by two hidden LogicalImage inputs;
+    the picture is the one classed ``logical_image_background`` (a PIL picture as an input). Inpaint
+    upload is a plain gr.Image."""
+    from modules import script_callbacks
+
+    waiting: list[str] = []
+    for elem_id in CANVASES:
+        script.on_after_component(lambda c, e=elem_id: waiting.append(e), elem_id=elem_id)
+    script.on_after_component(lambda c: found.__setitem__("img_inpaint_base", c.component), elem_id="img_inpaint_base")
+
+    def canvas_picture(component, **kwargs):
+        if waiting and "logical_image_background" in (kwargs.get("elem_classes") or ()):
+            found[waiting.pop(0)] = component
+
+    script_callbacks.on_after_component(canvas_picture)
+
+
 FORGE = Host(name="Forge", conditioning_method="img2img_image_conditioning", has_own_depth_path=False,
-             is_depth_model=_is_depth_model, depth_network=_depth_network, install=_install, picture_inputs=())
+             is_depth_model=_is_depth_model, depth_network=_depth_network, install=_install,
+             picture_inputs=(*CANVASES, "img_inpaint_base"), watch_pictures=_watch_pictures)
