@@ -164,3 +164,17 @@ def test_preview_depth_of_the_picture_in_forges_canvas(page, tmp_path):
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "forge-img2img-preview.png"), full_page=True)
     assert page.errors == []
+
+
+def test_another_estimator_from_the_models_folder_in_forge(forge):
+    import torch
+    from reference import reference_layout, rule_weights
+
+    weights = forge.data_dir / "models" / "depth_anything" / "depth_anything_v2_vits.pth"
+    weights.parent.mkdir(exist_ok=True)
+    torch.save(rule_weights(reference_layout("depth-anything-v2-vits.json")), weights)
+    picture = _picture()
+    result = _img2img(forge, [picture], {"depth_source": "depth_anything_v2_vits", "add_depth_to_results": True})
+    assert "Depth2img source: depth_anything_v2_vits" in result["info"]
+    estimator = load_estimator_from_file(create_estimator("depth_anything_v2_vits"), weights)
+    assert _similar(_decode(result["images"][1]), _expected_map(estimator, picture.resize((SIZE, SIZE), Image.LANCZOS)))
