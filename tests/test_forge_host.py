@@ -190,3 +190,33 @@ def test_preview_before_forge_has_loaded_any_model(forge, depth_model, hybrid_es
     finally:
         sd_models.checkpoint_aliases.clear()
         forge.shared.opts.data.pop("sd_model_checkpoint")
+
+
+def test_a_checkpoint_without_depth_weights_takes_the_release_file_or_says_which(forge, tmp_path, hybrid_rule_state):
+    from modules import paths_internal
+    from safetensors.torch import save_file
+
+    from lib_depth2img import Depth2ImgError
+
+    pruned = tmp_path / "pruned-depth.safetensors"  # a pruning tool dropped depth_model.*: Forge drops it anyway
+    save_file({"model.diffusion_model.input_blocks.0.0.weight": torch.zeros(320, 5, 3, 3)}, str(pruned))
+    model = ForgeModel(str(pruned))
+    paths_internal.models_path, paths_internal.extensions_dir = str(tmp_path / "models"), str(tmp_path / "ext")
+    try:
+        p = forge.processing.StableDiffusionProcessingImg2Img([_picture()], 192, 128, model_to_load=model)
+        with pytest.raises(Depth2ImgError) as error:
+            forge.processing.process_images(p, [_script(forge)])
+        assert str(error.value).startswith("pruned-depth carries no MiDaS weights.")
+        message = str(error.value)
+        assert "dpt_hybrid-midas-501f0c75.pt" in message and str(tmp_path / "models" / "midas") in message
+        (tmp_path / "models" / "midas").mkdir(parents=True)
+        torch.save(hybrid_rule_state, tmp_path / "models" / "midas" / "dpt_hybrid-midas-501f0c75.pt")
+        from lib_depth2img.estimators import create_estimator
+        from lib_depth2img.weights import load_estimator_weights
+
+        release = create_estimator("dpt_hybrid")
+        load_estimator_weights(release, hybrid_rule_state)
+        p, _ = _img2img(forge, model, [_picture()])
+        assert torch.allclose(p.sampled_with[0], _expected(release, _picture()), atol=1e-3)
+    finally:
+        paths_internal.models_path, paths_internal.extensions_dir = "models", "extensions"

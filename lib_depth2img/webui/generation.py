@@ -20,7 +20,7 @@ from lib_depth2img.checkpoint import estimator_from_weights
 from lib_depth2img.checkpoint_estimator import checkpoint_estimator_name, holds_checkpoint_weights
 from lib_depth2img.depth_cache import DepthCache
 from lib_depth2img.errors import Depth2ImgError
-from lib_depth2img.estimators import input_spec_for
+from lib_depth2img.estimators import CHECKPOINT_ESTIMATOR, input_spec_for
 from lib_depth2img.generation_args import EXTRA_ESTIMATORS, DepthArgs
 from lib_depth2img.pipeline import DepthConditioning, condition_pictures
 from lib_depth2img.tensor_index import TensorInfo
@@ -160,8 +160,15 @@ def depth_network(sd_model, source: str):
     """The estimator for ``source`` with its input spec, on the compute device while in use.
 
     Depth comes from the checkpoint's own weights: the host's network when it holds them (no second
-    copy), else our estimator loaded from the checkpoint file."""
+    copy), else our estimator loaded from the checkpoint file. A checkpoint that carries none takes the
+    host's network as the host filled it (from models/midas), or on a host without one the release file."""
     from_file = _estimator_from_file(sd_model) if source == "checkpoint" else None
+    if source == "checkpoint" and from_file is None and HOST.depth_network(sd_model) is None:
+        source = CHECKPOINT_ESTIMATOR  # the checkpoint carries no depth weights and the host has no network
+        try:
+            extra_estimators.check_available(source)
+        except Depth2ImgError as error:
+            raise Depth2ImgError(f"{_checkpoint_name(sd_model)} carries no MiDaS weights. {error}") from error
     if source == "checkpoint" and from_file is None:
         network, name = estimator(sd_model)
         run_on_compute_device(sd_model)

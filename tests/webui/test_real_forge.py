@@ -77,6 +77,14 @@ def test_img2img_batch_of_two_gets_each_pictures_depth_from_the_checkpoint_file(
     assert all(np.isfinite(p).all() and p.std() > 0 for p in pictures)
 
 
+def test_inpaint_whole_picture_takes_depth_from_the_untouched_picture(forge, our_estimator):
+    picture = _picture()
+    result = _img2img(forge, [picture], {"add_depth_to_results": True}, mask=_b64(_mask((20, 20, 100, 100))),
+                      inpainting_fill=0, inpaint_full_res=False)
+    assert _similar(_decode(result["images"][1]), _expected_map(our_estimator, picture.resize((SIZE, SIZE),
+                                                                                               Image.LANCZOS)))
+
+
 def test_inpaint_only_masked_takes_depth_from_the_sampled_crop(forge, our_estimator):
     picture = _picture()
     result = _img2img(forge, [picture], {"add_depth_to_results": True}, mask=_b64(_mask((32, 32, 95, 95))),
