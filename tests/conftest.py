@@ -37,3 +37,15 @@ def midas_pt(weights_dir, hybrid_rule_state) -> Path:
     path = weights_dir / "dpt_hybrid-midas-501f0c75.pt"
     torch.save(hybrid_rule_state, path)
     return path
+
+
+@pytest.fixture(scope="session")
+def depth_checkpoint_file(tmp_path_factory, hybrid_rule_state) -> Path:
+    """A depth checkpoint as the hosts load it from disk: the DPT-Hybrid slice and a 5-channel UNet input."""
+    from safetensors.torch import save_file
+
+    path = tmp_path_factory.mktemp("checkpoint") / "512-depth-ema.safetensors"
+    state = {f"depth_model.model.{k}": v.contiguous() for k, v in hybrid_rule_state.items()}
+    state["model.diffusion_model.input_blocks.0.0.weight"] = torch.zeros(320, 5, 3, 3)
+    save_file(state, str(path))
+    return path

@@ -50,24 +50,13 @@ class ForgeModel:
         return torch.nn.functional.avg_pool2d(image, 8).repeat(1, 2, 1, 1)[:, :4]
 
 
-@pytest.fixture(scope="module")
-def depth_file(tmp_path_factory, hybrid_rule_state) -> Path:
-    from safetensors.torch import save_file
-
-    path = tmp_path_factory.mktemp("forge") / "512-depth-ema.safetensors"
-    state = {f"depth_model.model.{k}": v.contiguous() for k, v in hybrid_rule_state.items()}
-    state["model.diffusion_model.input_blocks.0.0.weight"] = torch.zeros(320, 5, 3, 3)
-    save_file(state, str(path))
-    return path
-
-
 @pytest.fixture()
-def depth_model(forge, depth_file):
+def depth_model(forge, depth_checkpoint_file):
     from lib_depth2img.webui import extra_estimators, generation
 
     generation.forget_depth()
     forge.shared.sd_model = None  # nothing is loaded until the generation asks for it
-    yield ForgeModel(str(depth_file))
+    yield ForgeModel(str(depth_checkpoint_file))
     extra_estimators._loaded.clear()
 
 

@@ -67,15 +67,9 @@ class ForwardCounter:
 
 
 @pytest.fixture(scope="session")
-def depth_checkpoint(tmp_path_factory, hybrid_rule_state) -> Path:
-    """The file the model was loaded from, as the WebUI always has one: the depth slice and a 5-channel UNet."""
-    from safetensors.torch import save_file
-
-    path = tmp_path_factory.mktemp("checkpoint") / "512-depth-ema.safetensors"
-    state = {f"depth_model.model.{k}": v.contiguous() for k, v in hybrid_rule_state.items()}
-    state["model.diffusion_model.input_blocks.0.0.weight"] = torch.zeros(320, 5, 3, 3)
-    save_file(state, str(path))
-    return path
+def depth_checkpoint(depth_checkpoint_file) -> Path:
+    """The file the model was loaded from: the WebUI always has one."""
+    return depth_checkpoint_file
 
 
 @pytest.fixture()

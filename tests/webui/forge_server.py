@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import os
-import subprocess
 from pathlib import Path
 
-from webui_server import ENV, ROOT, WebUI, _free_port, _wait_for_checkpoint, _wait_until_up, prepare_data_dir
+from webui_server import ROOT, prepare_data_dir, serving
 
 
 def forge_python(forge_dir: str) -> str:
@@ -22,27 +21,10 @@ def forge_python(forge_dir: str) -> str:
 @contextlib.contextmanager
 def running_forge(forge_dir: str, data_dir: Path, checkpoint: Path):
     prepare_data_dir(data_dir, checkpoint)
-    port = _free_port()
-    log = data_dir / "forge.log"
     command = [forge_python(forge_dir), "launch.py", "--skip-prepare-environment", "--skip-python-version-check",
-               "--always-cpu", "--api", "--no-download-sd-model", "--port", str(port), "--data-dir", str(data_dir),
+               "--always-cpu", "--api", "--no-download-sd-model", "--data-dir", str(data_dir),
                # gradio 4 serves only allowed paths, and Forge allows only its data folder: with the data
                # elsewhere, its own script.js and this extension (linked in) need naming, or the page has no js
                "--gradio-allowed-path", forge_dir, "--gradio-allowed-path", str(ROOT)]
-    with log.open("w") as log_file:
-        server = subprocess.Popen(command, cwd=forge_dir, env=ENV, stdout=log_file, stderr=subprocess.STDOUT,
-                                  stdin=subprocess.DEVNULL)
-    instance = WebUI(f"http://127.0.0.1:{port}", data_dir, log)
-    instance.checkpoint = checkpoint.stem
-    try:
-        _wait_until_up(instance, server)
-        response = instance.post("/sdapi/v1/options", {"sd_model_checkpoint": checkpoint.name})
-        assert response.status_code == 200, response.text
-        _wait_for_checkpoint(instance, lambda loaded: (loaded or "").startswith(checkpoint.stem))
+    with serving(command, forge_dir, data_dir / "forge.log", data_dir, checkpoint) as instance:
         yield instance
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            server.kill()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import time
@@ -18,8 +19,9 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
                  "--disable-background-networking", "--disable-component-update"]
 
 
-@pytest.fixture(scope="module")
-def page(webui, tmp_path_factory):
+@contextlib.contextmanager
+def open_page(url: str):
+    """Headless Chromium on the host's page, its errors collected in ``page.errors``."""
     sync_api = pytest.importorskip("playwright.sync_api", reason="browser tests need playwright")
     if CHROMIUM is None:
         pytest.skip("browser tests need Debian's chromium (apt-get install chromium)")
@@ -29,10 +31,16 @@ def page(webui, tmp_path_factory):
         page.errors = []
         page.on("pageerror", lambda error: page.errors.append(str(error)))
         page.set_default_timeout(120_000)
-        page.goto(webui.url)
+        page.goto(url)
         page.locator("#txt2img_generate").wait_for(state="visible")
         yield page
         browser.close()
+
+
+@pytest.fixture(scope="module")
+def page(webui):
+    with open_page(webui.url) as opened:
+        yield opened
 
 
 def _screenshot(page, name: str) -> None:

@@ -139,21 +139,10 @@ def test_the_same_picture_as_the_original_webui_far_closer_than_inverted_depth(f
 
 @pytest.fixture(scope="module")
 def page(forge):
-    sync_api = pytest.importorskip("playwright.sync_api", reason="browser tests need playwright")
-    from test_real_browser import CHROMIUM, CHROMIUM_ARGS
+    from test_real_browser import open_page
 
-    if CHROMIUM is None:
-        pytest.skip("browser tests need Debian's chromium (apt-get install chromium)")
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1600, "height": 1200})
-        page.errors = []
-        page.on("pageerror", lambda error: page.errors.append(str(error)))
-        page.set_default_timeout(120_000)
-        page.goto(forge.url)
-        page.locator("#txt2img_generate").wait_for(state="visible")
-        yield page
-        browser.close()
+    with open_page(forge.url) as opened:
+        yield opened
 
 
 def test_preview_depth_of_the_picture_in_forges_canvas(page, tmp_path):

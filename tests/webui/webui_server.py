@@ -78,20 +78,26 @@ def prepare_data_dir(data_dir: Path, checkpoint: Path) -> None:
 def running_webui(webui_dir: str, data_dir: Path, checkpoint: Path | None = None):
     """``checkpoint``: one already built (with its yaml beside it); default: the tiny one, built here."""
     python = webui_python(webui_dir)
-    env = ENV
     checkpoint = checkpoint or build_checkpoint(webui_dir, data_dir / "checkpoints", CHECKPOINT)
     prepare_data_dir(data_dir, checkpoint)
     # --skip-prepare-environment skips extensions' install.py: run ours as the WebUI would.
     subprocess.run([python, str(ROOT / "install.py")], check=True, cwd=webui_dir, timeout=600,
-                   env={**env, "PYTHONPATH": os.pathsep.join(filter(None, [webui_dir, env.get("PYTHONPATH")]))})
-    port = _free_port()
-    log = data_dir / "webui.log"
+                   env={**ENV, "PYTHONPATH": os.pathsep.join(filter(None, [webui_dir, ENV.get("PYTHONPATH")]))})
     command = [python, "launch.py", "--skip-prepare-environment", "--skip-torch-cuda-test", "--use-cpu", "all",
-               "--no-half", "--precision", "full", "--api", "--port", str(port), "--data-dir", str(data_dir),
-               "--skip-version-check", "--no-download-sd-model"]
+               "--no-half", "--precision", "full", "--api", "--data-dir", str(data_dir), "--skip-version-check",
+               "--no-download-sd-model"]
+    with serving(command, webui_dir, data_dir / "webui.log", data_dir, checkpoint) as instance:
+        yield instance
+
+
+@contextlib.contextmanager
+def serving(command: list[str], cwd: str, log: Path, data_dir: Path, checkpoint: Path):
+    """Runs ``command`` (a host's launch.py, less the port) on a free loopback port until the context ends,
+    with ``checkpoint`` selected and loaded."""
+    port = _free_port()
     with log.open("w") as log_file:
-        server = subprocess.Popen(command, cwd=webui_dir, env=env, stdout=log_file, stderr=subprocess.STDOUT,
-                                  stdin=subprocess.DEVNULL)
+        server = subprocess.Popen([*command, "--port", str(port)], cwd=cwd, env=ENV, stdout=log_file,
+                                  stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     instance = WebUI(f"http://127.0.0.1:{port}", data_dir, log)
     instance.checkpoint = checkpoint.stem
     try:
