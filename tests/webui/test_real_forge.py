@@ -175,3 +175,21 @@ def test_another_estimator_from_the_models_folder_in_forge(forge):
     assert "Depth2img source: depth_anything_v2_vits" in result["info"]
     estimator = load_estimator_from_file(create_estimator("depth_anything_v2_vits"), weights)
     assert _similar(_decode(result["images"][1]), _expected_map(estimator, picture.resize((SIZE, SIZE), Image.LANCZOS)))
+
+
+def test_xyz_plot_axis_changes_the_depth_setting_per_cell(forge):
+    from test_real_webui import _script_info
+
+    def pixels(data):
+        return np.asarray(_decode(data).convert("RGB"))
+
+    _img2img(forge, [_picture()], {})  # not the first generation after a load (see the seed test of the WebUI)
+    plain = pixels(_img2img(forge, [_picture()], {})["images"][0])
+    inverted = pixels(_img2img(forge, [_picture()], {"invert": True})["images"][0])
+    axis = _script_info(forge, "x/y/z plot")["args"][0]["choices"].index("[Depth2img] Invert depth")
+    result = _img2img(forge, [_picture()], None, script_name="x/y/z plot",
+                      script_args=[axis, "", ["False", "True"], 0, "", [], 0, "", [], True, True, False, False,
+                                   False, False, False, 0, False])
+    cells = [pixels(data).astype(int) for data in result["images"][1:3]]
+    assert np.abs(cells[0] - plain).max() <= 2 and np.abs(cells[1] - inverted).max() <= 2  # Forge: not bit-exact
+    assert np.abs(plain.astype(int) - inverted).mean() > 5
