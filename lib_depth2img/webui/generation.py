@@ -102,18 +102,16 @@ def before_process(p, script_args) -> None:
 
 
 def process(p) -> None:
-    """The model is loaded now: take over its depth path, or step aside."""
-    generation = _generations.get(id(p))
+    """The model is loaded now: take over its depth path, or step aside (the generation's state goes)."""
+    generation = _generations.pop(id(p), None)
     if generation is None:
         return
     args = generation.args
     if not is_depth_model(p.sd_model):
-        del _generations[id(p)]
         if args.enabled and args != DepthArgs():  # the user changed a depth setting, so they expect depth
             p.comment(NOT_A_DEPTH_MODEL)
         return
     if not args.enabled:
-        del _generations[id(p)]
         if not HOST.has_own_depth_path:
             stop_before_init(p, f"{_checkpoint_name(p.sd_model)} is a depth-to-image model and {HOST.name} has no "
                                 "depth path of its own: switch Depth-to-image on in its accordion (through the "
@@ -124,9 +122,9 @@ def process(p) -> None:
         if args.depth_source in EXTRA_ESTIMATORS:
             extra_estimators.check_available(args.depth_source)
     except Depth2ImgError as error:
-        del _generations[id(p)]
         stop_before_init(p, str(error))
         return
+    _generations[id(p)] = generation
     p.extra_generation_params.update(args.infotext())
 
     def depth_conditioning(source_image: torch.Tensor, *_host_arguments, **_host_keywords) -> torch.Tensor:
