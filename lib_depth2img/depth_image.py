@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
 from lib_depth2img.errors import Depth2ImgError
@@ -23,20 +25,40 @@ def _single_map(depth: torch.Tensor) -> np.ndarray:
     return (array - low) / (high - low) if high > low else np.zeros_like(array)
 
 
+def _quantized(levels: np.ndarray, bits: int) -> Image.Image:
+    """Levels in [0, 1] as an 8 or 16-bit grayscale picture."""
+    if bits not in (8, 16):
+        raise Depth2ImgError(f"A depth PNG has 8 or 16 bits, not {bits}.")
+    if bits == 8:
+        return Image.fromarray(np.round(levels * 255).astype(np.uint8), mode="L")
+    return Image.fromarray(np.round(levels * 65535).astype(np.uint16))
+
+
 def depth_to_image(depth: torch.Tensor) -> Image.Image:
     """One depth map (``[H,W]``, ``[1,H,W]`` or ``[1,1,H,W]``) -> 8-bit grayscale, stretched to 0..255."""
-    return Image.fromarray(np.round(_single_map(depth) * 255).astype(np.uint8), mode="L")
+    return _quantized(_single_map(depth), 8)
 
 
 def depth_to_image16(depth: torch.Tensor) -> Image.Image:
     """As ``depth_to_image`` with 65536 levels: keeps the fine steps an 8-bit map bands."""
-    return Image.fromarray(np.round(_single_map(depth) * 65535).astype(np.uint16))
+    return _quantized(_single_map(depth), 16)
+
+
+def depth_png(depth: torch.Tensor, bits: int = 8, size: tuple[int, int] | None = None) -> bytes:
+    """One depth map as the bytes of a grayscale PNG: stretched over all levels, then resized to ``size``
+    (height, width) if given, as the WebUI's results resize the depth maps they show."""
+    levels = _single_map(depth)
+    if size is not None and levels.shape != tuple(size):
+        resized = F.interpolate(torch.from_numpy(levels).float()[None, None], size=tuple(size), mode="bilinear",
+                                align_corners=False, antialias=size[0] < levels.shape[0] or size[1] < levels.shape[1])
+        levels = resized[0, 0].clamp(0, 1).double().numpy()
+    buffer = io.BytesIO()
+    _quantized(levels, bits).save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
 def save_depth_png(depth: torch.Tensor, path: str | os.PathLike, bits: int = 8) -> Path:
-    if bits not in (8, 16):
-        raise Depth2ImgError(f"A depth PNG has 8 or 16 bits, not {bits}.")
-    image = depth_to_image(depth) if bits == 8 else depth_to_image16(depth)
+    image = _quantized(_single_map(depth), bits)
     path = Path(path)
     partial = path.with_name(f".{path.name}.partial")  # an interrupted save leaves no half picture
     try:

@@ -14,10 +14,13 @@ from dataclasses import dataclass, field
 from lib_depth2img.adjustments import ADJUSTMENT_BOUNDS, DepthAdjustments
 from lib_depth2img.errors import Depth2ImgError
 from lib_depth2img.estimators import CHECKPOINT_ESTIMATOR, ESTIMATORS
+from lib_depth2img.user_depth import RESIZE_MODE_OF_FIT
 
 # the checkpoint's own MiDaS, a map the person brings, or another estimator from its own weights file
 EXTRA_ESTIMATORS = tuple(name for name in ESTIMATORS if name != CHECKPOINT_ESTIMATOR)
 DEPTH_SOURCES = ("checkpoint", "upload", *EXTRA_ESTIMATORS)
+FIT_MODES = tuple(RESIZE_MODE_OF_FIT)
+PICTURE_SETTINGS = ("depth_map", "depth_picture")  # pictures, never written into infotexts
 
 
 def _sources_help() -> str:
@@ -29,9 +32,9 @@ def _sources_help() -> str:
 
 
 def _setting(default, label: str, infotext: str | None, help: str, choices: tuple = (),
-             bounds: tuple[float, float, float] | None = None):
+             bounds: tuple[float, float, float] | None = None, tabs: tuple[str, ...] = ("txt2img", "img2img")):
     return field(default=default, metadata={"label": label, "infotext": infotext, "help": help, "choices": choices,
-                                            "bounds": bounds})
+                                            "bounds": bounds, "tabs": tabs})
 
 
 @dataclass(frozen=True)
@@ -44,7 +47,7 @@ class DepthArgs:
     depth_from_original: bool = _setting(
         True, "Estimate depth from the original picture (inpaint)", "Depth2img from original",
         "With 'Masked content' fill or latent noise/nothing, estimate depth from the untouched picture, "
-        "not from what fills the mask.")
+        "not from what fills the mask.", tabs=("img2img",))
     add_depth_to_results: bool = _setting(False, "Add the depth map to the results", "Depth2img map in results",
                                           "Show the depth map that conditioned each picture after the pictures.")
     near: float = _setting(1.0, "Near level", "Depth2img near", "Depth at or above this level (0-1) becomes nearest.",
@@ -59,15 +62,23 @@ class DepthArgs:
                            bounds=ADJUSTMENT_BOUNDS["blur"])
     depth_map: object = _setting(None, "Depth map", None,
                                  "PNG, JPEG, WebP or TIFF; 8 or 16 bits; grayscale or colour. Through the API: base64.")
-    depth_map_folder: str = _setting("", "Depth map folder (img2img Batch tab)", None,
-                                     "Depth maps named like the input pictures (any of the formats above).")
+    depth_map_folder: str = _setting("", "Depth folder (img2img Batch tab)", None,
+                                     "A file named like each input picture: its depth map with the upload source, "
+                                     "else the picture to estimate its depth from.", tabs=("img2img",))
+    depth_picture: object = _setting(None, "Picture for depth", None,
+                                     "Depth (pose, composition) is estimated from this picture and its colours are "
+                                     "left out. txt2img: needed with an estimator source. img2img: optional; the "
+                                     "init picture gives the colours, this one the depth. Through the API: base64.")
+    fit: str = _setting("crop", "Fit to the txt2img size", "Depth2img fit",
+                        "How a depth map or picture of another aspect ratio fits the txt2img size: crop it, stretch "
+                        "it, or fit it inside and fill the rest from its edges.", FIT_MODES, tabs=("txt2img",))
 
     def __post_init__(self):
         for spec in dataclasses.fields(self):
             value = getattr(self, spec.name)
-            if spec.name == "depth_map":
+            if spec.name in PICTURE_SETTINGS:
                 if value is not None and not isinstance(value, (str, bytes, bytearray)) and not hasattr(value, "size"):
-                    raise Depth2ImgError(f"Depth-to-image setting 'depth_map' must be a picture, base64 text or "
+                    raise Depth2ImgError(f"Depth-to-image setting '{spec.name}' must be a picture, base64 text or "
                                          f"bytes, got {type(value).__name__}.")
                 continue
             if isinstance(spec.default, float) and type(value) is int:
@@ -81,12 +92,21 @@ class DepthArgs:
                                      f"{', '.join(spec.metadata['choices'])}; got {value!r}.")
         self.adjustments()  # checks the ranges, with a message that says which
 
-    def check_ready_to_generate(self) -> None:
-        """What a generation needs beyond valid values: a map for the upload source."""
-        if self.enabled and self.depth_source == "upload" and self.depth_map is None and not self.depth_map_folder:
+    def check_ready_to_generate(self, txt2img: bool = False) -> None:
+        """What a generation needs beyond valid values: a map for the upload source; in txt2img, which has no
+        picture of its own, a map or a picture for depth."""
+        if not self.enabled:
+            return
+        if self.depth_source == "upload" and self.depth_map is None and (txt2img or not self.depth_map_folder):
             raise Depth2ImgError("Depth-to-image setting 'depth_source' is 'upload' but no depth map was given: "
                                  "upload one in the Depth-to-image accordion (through the API: 'depth_map' as "
                                  "base64), or choose another depth source.")
+        if txt2img and self.depth_source != "upload" and self.depth_picture is None:
+            given = (" A depth map was given: set the depth source to 'upload' to use it."
+                     if self.depth_map is not None else "")
+            raise Depth2ImgError(f"txt2img with a depth model needs the depth to keep: give a depth map (depth "
+                                 f"source 'upload') or a picture for depth in the Depth-to-image accordion (through "
+                                 f"the API: 'depth_map' or 'depth_picture' as base64), or use img2img.{given}")
 
     def adjustments(self) -> DepthAdjustments:
         return DepthAdjustments(self.invert, self.near, self.far, self.gamma, self.blur)
@@ -123,9 +143,10 @@ class DepthArgs:
     def to_script_args(self) -> list:
         return [getattr(self, name) for name in self.names()]
 
-    def infotext(self) -> dict[str, object]:
+    def infotext(self, txt2img: bool = False) -> dict[str, object]:
+        tab = "txt2img" if txt2img else "img2img"
         return {spec.metadata["infotext"]: getattr(self, spec.name) for spec in dataclasses.fields(self)
-                if spec.metadata["infotext"]}
+                if spec.metadata["infotext"] and tab in spec.metadata["tabs"]}
 
     @classmethod
     def from_infotext(cls, params: Mapping[str, str]) -> dict[str, object]:

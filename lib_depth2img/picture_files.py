@@ -3,6 +3,9 @@ kept in range, panoramas beyond Pillow's bomb guard accepted up to a stated limi
 
 from __future__ import annotations
 
+import base64
+import binascii
+import io
 import math
 import os
 import warnings
@@ -35,16 +38,54 @@ def _own_pixel_limit():
 
 
 @contextmanager
-def _opened(path: Path):
-    """The picture, upright; a file that is no picture, or too large, as our error naming it."""
+def _opened(path: Path | io.BytesIO, name: str | None = None):
+    """The picture; a file that is no picture, or too large, as our error naming it."""
+    name = name or str(path)
     try:
         with _own_pixel_limit(), Image.open(path) as image:
             yield image
     except Image.DecompressionBombError as error:
-        raise Depth2ImgError(f"{path} is larger than {MAX_PICTURE_PIXELS // 1_000_000} megapixels; "
+        raise Depth2ImgError(f"{name} is larger than {MAX_PICTURE_PIXELS // 1_000_000} megapixels; "
                              "scale it down first.") from error
     except (UnidentifiedImageError, OSError, ValueError) as error:
-        raise Depth2ImgError(f"Cannot read the picture {path}: {error}.") from error
+        raise Depth2ImgError(f"Cannot read the picture {name}: {error}.") from error
+
+
+def open_picture(source) -> Image.Image:
+    """A picture given for depth, upright and in RGB: a PIL picture, a file path, base64 text (a data URL
+    too) or the bytes of a file."""
+    if isinstance(source, Image.Image):
+        return _upright_rgb(source)
+    if isinstance(source, (str, os.PathLike)) and not str(source).startswith("data:") and is_file_path(source):
+        opened = _opened(Path(source))
+    elif isinstance(source, str):
+        try:
+            data = base64.b64decode(source.split(",", 1)[-1], validate=True)
+        except (binascii.Error, ValueError) as error:
+            raise Depth2ImgError("The picture for depth is neither an existing file nor valid base64.") from error
+        opened = _opened(io.BytesIO(data), "(base64)")
+    elif isinstance(source, (bytes, bytearray)):
+        opened = _opened(io.BytesIO(bytes(source)), "(upload)")
+    else:
+        raise Depth2ImgError(f"A picture must be a picture file, base64 text or bytes, not {type(source).__name__}.")
+    with opened as image:
+        image.load()
+        return _upright_rgb(image)
+
+
+def is_file_path(text) -> bool:
+    try:
+        return Path(text).is_file()
+    except (OSError, ValueError):  # base64 text is often too long to be a file name
+        return False
+
+
+def _upright_rgb(image: Image.Image) -> Image.Image:
+    image = ImageOps.exif_transpose(image)
+    if image.mode.startswith("I") or image.mode == "F":  # 16-bit and float keep their range, as read_picture does
+        image = image.convert("I") if image.mode.startswith("I;16") else image
+        return Image.fromarray(np.round(_rgb_array(image) * 255).astype(np.uint8))
+    return image.convert("RGB")
 
 
 def check_picture(path: str | os.PathLike) -> tuple[int, int]:
@@ -65,11 +106,14 @@ def read_picture(path: str | os.PathLike) -> tuple[torch.Tensor, tuple[int, int]
         # 16-bit and float stay as 32-bit integer or float planes; every other mode becomes 8-bit RGB
         image = image.convert("I") if image.mode.startswith("I;16") else image
         image = image if image.mode in ("I", "F") else image.convert("RGB")
-        factor = math.ceil(math.sqrt(image.width * image.height / ESTIMATION_PIXELS))
-        if factor > 1:
-            image = image.reduce(factor)
-        rgb = _rgb_array(image)
+        rgb = _rgb_array(reduced_for_estimation(image))
     return torch.from_numpy(rgb).permute(2, 0, 1)[None].contiguous(), size
+
+
+def reduced_for_estimation(image: Image.Image) -> Image.Image:
+    """At most ``ESTIMATION_PIXELS``, by a whole factor (a box filter, so no aliasing)."""
+    factor = math.ceil(math.sqrt(image.width * image.height / ESTIMATION_PIXELS))
+    return image.reduce(factor) if factor > 1 else image
 
 
 def _rgb_array(image: Image.Image) -> np.ndarray:

@@ -18,10 +18,12 @@ from PIL import Image
 
 from lib_depth2img.depth_image import depth_from_image
 from lib_depth2img.errors import Depth2ImgError
+from lib_depth2img.picture_files import is_file_path
 
 FORMATS = "PNG, JPEG, WebP or TIFF"
 _LUMA_BGR = np.array([0.114, 0.587, 0.299])  # ITU-R 601 weights in OpenCV's channel order
 RESIZE_MODES = {0: "stretched", 1: "cropped", 2: "filled at the edges", 3: "stretched"}
+RESIZE_MODE_OF_FIT = {"crop": 1, "stretch": 0, "fill": 2}  # txt2img's fit choices as the WebUI's resize modes
 
 
 def _decode(data: bytes, name: str) -> np.ndarray:
@@ -40,7 +42,7 @@ def _values_from_source(source) -> tuple[np.ndarray, str]:
     if isinstance(source, Image.Image):
         return depth_from_image(source)[0, 0].double().numpy(), "picture"
     if isinstance(source, os.PathLike) or (isinstance(source, str) and not source.startswith("data:")
-                                           and _is_file(source)):
+                                           and is_file_path(source)):
         path = Path(source)
         try:
             return _scaled(_decode(path.read_bytes(), path.name)), path.name
@@ -56,13 +58,6 @@ def _values_from_source(source) -> tuple[np.ndarray, str]:
     if isinstance(source, (bytes, bytearray)):
         return _scaled(_decode(bytes(source), "(upload)")), "(upload)"
     raise Depth2ImgError(f"A depth map must be a picture file, base64 text or bytes, not {type(source).__name__}.")
-
-
-def _is_file(text: str) -> bool:
-    try:
-        return Path(text).is_file()
-    except (OSError, ValueError):  # base64 text is often too long to be a file name
-        return False
 
 
 def _scaled(array: np.ndarray) -> np.ndarray:
