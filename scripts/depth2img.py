@@ -19,7 +19,8 @@ ui.register_callbacks()
 
 class Depth2ImgScript(scripts.Script):
     def __init__(self):
-        self.picture_inputs = {}
+        self.picture_inputs, self.page = {}, {}
+        self.watching = False
 
     def title(self):
         return "Depth-to-image"
@@ -27,27 +28,25 @@ class Depth2ImgScript(scripts.Script):
     def show(self, is_img2img):
         if HOST is None:
             return False
-        # The img2img pictures are created before ui() runs: catch them as they are made, once.
-        if is_img2img and self.is_img2img and not self.picture_inputs:
-            self.picture_inputs = dict.fromkeys(HOST.picture_inputs)
-            HOST.watch_pictures(self, self.picture_inputs)
+        # The tab's pictures, tabs and size sliders are made before ui() runs: catch them as they are made, once.
+        if is_img2img == self.is_img2img and not self.watching:
+            self.watching = True
+            self.page = dict.fromkeys(ui.page_components(is_img2img))
+            ui.watch_components(self, self.page)
+            if is_img2img:
+                self.picture_inputs = dict.fromkeys(HOST.picture_inputs)
+                HOST.watch_pictures(self, self.picture_inputs)
         return scripts.AlwaysVisible
 
     def ui(self, is_img2img):
-        if not is_img2img:
-            return []  # txt2img only needs the guard
-        controls, self.infotext_fields = ui.build_controls(self.elem_id, self.picture_inputs)
+        controls, self.infotext_fields = ui.build_controls(self.elem_id, self.picture_inputs, self.page, is_img2img)
         return controls
 
     def before_process(self, p, *args):
-        if self.is_img2img:
-            generation.before_process(p, args)
+        generation.before_process(p, args)
 
     def process(self, p, *args):  # the model is loaded by now, also on Forge
-        if self.is_img2img:
-            generation.process(p)
-        else:
-            generation.guard_txt2img(p)
+        generation.process(p)
 
     def process_before_every_sampling(self, p, *args, **kwargs):
         generation.process_before_every_sampling(p)

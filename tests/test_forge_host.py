@@ -113,10 +113,26 @@ def test_img2img_gets_the_checkpoints_depth_from_the_file(forge, depth_model, hy
 def test_txt2img_is_stopped_with_words(forge, depth_model):
     from lib_depth2img import Depth2ImgError
 
-    p = forge.processing.StableDiffusionProcessingTxt2Img([], 64, 64, model_to_load=depth_model)
-    with pytest.raises(Depth2ImgError, match="is a depth-to-image model: it needs an input picture"):
+    p = forge.processing.StableDiffusionProcessingTxt2Img(64, 64, model_to_load=depth_model)
+    with pytest.raises(Depth2ImgError, match="txt2img with a depth model needs the depth to keep"):
         forge.processing.process_images(p, [_script(forge, is_img2img=False)])
     assert p.sampled_with == []
+
+
+@pytest.mark.parametrize("upscaler", ["Latent", "Lanczos"])
+def test_txt2img_from_a_depth_map_with_hires_fix_feeds_forges_unet_five_channels(forge, depth_model, tmp_path,
+                                                                                  upscaler):
+    import cv2
+
+    ramp = np.tile(np.linspace(0, 65535, 96).astype(np.uint16), (64, 1))
+    cv2.imwrite(str(tmp_path / "map.png"), ramp)
+    p = forge.processing.StableDiffusionProcessingTxt2Img(
+        64, 64, enable_hr=True, hr_upscaler=upscaler, model_to_load=depth_model,
+        script_args=[{"depth_source": "upload", "depth_map": str(tmp_path / "map.png")}])
+    forge.processing.process_images(p, [_script(forge, is_img2img=False)])
+    (_, first), (_, hires) = p.sampled_with
+    assert first.shape == (1, 5, 8, 8) and hires.shape == (1, 5, 16, 16)
+    assert hires[0, 4, :, -1].mean() > hires[0, 4, :, 0].mean() + 1  # the ramp: near on the right
 
 
 def test_switched_off_with_a_depth_model_says_so_instead_of_the_channel_error(forge, depth_model):

@@ -244,27 +244,6 @@ def test_non_depth_model_costs_nothing_and_says_why_when_asked(webui):
         webui.shared.sd_model = None
 
 
-def test_txt2img_guard_stops_before_sampling_with_words(webui, depth_model):
-    from lib_depth2img import Depth2ImgError
-
-    p = webui.processing.StableDiffusionProcessingTxt2Img([], 64, 64)
-    with pytest.raises(Depth2ImgError) as error:
-        webui.processing.process_images(p, [_script(webui, is_img2img=False)])
-    assert str(error.value) == ("512-depth-ema is a depth-to-image model: it needs an input picture. "
-                                "Use the img2img or inpaint tab, or pick another checkpoint.")
-    assert p.sampled_with == [] and "init" not in vars(p)
-
-
-def test_txt2img_with_other_models_is_untouched(webui):
-    webui.shared.sd_model = FakeSDModel(None)
-    try:
-        p = webui.processing.StableDiffusionProcessingTxt2Img([], 64, 64)
-        webui.processing.process_images(p, [_script(webui, is_img2img=False)])
-        assert len(p.sampled_with) == 1
-    finally:
-        webui.shared.sd_model = None
-
-
 def test_offline_loader_builds_without_downloading(webui, tmp_path):
     from ldm.modules.midas import api
 
@@ -609,7 +588,8 @@ BAD_SETTINGS = [
     ({"invert": "yes"}, "'invert'", "true or false"),
     ({"depth_source": "upload"}, "'depth_source' is 'upload' but no depth map", "base64"),
     ({"near": 0.2, "far": 0.5}, "'far' and 'near'", "far < near"),
-    ([True, "checkpoint", False, True, False, 1.0, 0.0, 1.0, 0.0, None, "", "extra"], "at most 11 positional",
+    ([True, "checkpoint", False, True, False, 1.0, 0.0, 1.0, 0.0, None, "", None, "crop", "extra"],
+     "at most 13 positional",
      "enabled, depth_source"),
 ]
 

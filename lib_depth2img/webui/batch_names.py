@@ -14,6 +14,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
+from lib_depth2img.errors import Depth2ImgError
+
+SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff")  # what the Batch tab reads, and depth maps
 _running = {"inputs": None, "by_content": None}  # the Batch tab run in progress, if any
 
 
@@ -27,8 +30,7 @@ def install_batch_tracking() -> None:
     def tracking_process_batch(p, input, *args, **kwargs):
         # the same listing the WebUI's process_batch makes
         if isinstance(input, str):
-            files = list(shared.walk_files(input, allowed_extensions=(".png", ".jpg", ".jpeg", ".webp", ".tif",
-                                                                      ".tiff")))
+            files = list(shared.walk_files(input, allowed_extensions=SUFFIXES))
         else:
             files = [os.path.abspath(x.name) for x in input]
         _running.update(inputs=files, by_content=None)
@@ -64,3 +66,26 @@ def source_name(picture: Image.Image) -> str | None:
         _running["by_content"] = by_content
     path = _running["by_content"].get(_content_key(picture))
     return Path(path).stem if path else None
+
+
+
+def files_named_like(folder: str, pictures: list, what: str) -> list[Path | None]:
+    """For each picture, the file in ``folder`` with its file name (any of ``SUFFIXES``); None for a picture
+    that has no file name (it did not come from the Batch tab), or with no folder given. ``what``: the files'
+    kind, for messages."""
+    if not folder:
+        return [None] * len(pictures)
+    directory = Path(folder)
+    if not directory.is_dir():
+        raise Depth2ImgError(f"The depth folder {directory} does not exist.")
+    files = {}
+    for path in sorted(directory.iterdir()):
+        if path.suffix.lower() in SUFFIXES:
+            files.setdefault(path.stem, path)
+    found = []
+    for picture in pictures:
+        stem = source_name(picture)
+        if stem and stem not in files:
+            raise Depth2ImgError(f"No {what} named {stem} ({', '.join(SUFFIXES)}) in the depth folder {directory}.")
+        found.append(files[stem] if stem else None)
+    return found

@@ -22,14 +22,16 @@ from lib_depth2img.depth_cache import DepthCache
 from lib_depth2img.errors import Depth2ImgError
 from lib_depth2img.estimators import CHECKPOINT_ESTIMATOR, input_spec_for
 from lib_depth2img.generation_args import EXTRA_ESTIMATORS, DepthArgs
-from lib_depth2img.pipeline import DepthConditioning, condition_pictures
+from lib_depth2img.pipeline import DepthConditioning, condition_depth_map, condition_pictures
 from lib_depth2img.tensor_index import TensorInfo
-from lib_depth2img.webui import extra_estimators, model_loading, option_keys
+from lib_depth2img.user_depth import RESIZE_MODE_OF_FIT, read_depth_map
+from lib_depth2img.webui import extra_estimators, model_loading, option_keys, txt2img
 from lib_depth2img.webui.hosts import Host
 from lib_depth2img.webui.pictures import depth_pictures
 from lib_depth2img.webui.user_maps import condition_user_maps
 
 XYZ_OVERRIDES_ATTRIBUTE = "depth2img_xyz_overrides"
+DEPTH_KIND_INFOTEXT = "Depth2img depth"
 NOT_A_DEPTH_MODEL = ("Depth-to-image needs a Stable Diffusion 2 depth checkpoint (such as 512-depth-ema); "
                      "the loaded checkpoint is not one. For SD 1.5 models, use ControlNet's depth model.")
 
@@ -37,6 +39,7 @@ NOT_A_DEPTH_MODEL = ("Depth-to-image needs a Stable Diffusion 2 depth checkpoint
 @dataclass
 class _Generation:
     args: DepthArgs
+    txt2img: bool = False
     result: DepthConditioning | None = None
     pending_save: int | None = None  # batch index of the picture the WebUI is about to save
 
@@ -98,7 +101,18 @@ def before_process(p, script_args) -> None:
     except Depth2ImgError as error:  # a bad setting: the person who made it must see it, and nothing is made
         stop_before_init(p, str(error))
         return
-    _generations[id(p)] = _Generation(args)
+    _generations[id(p)] = _Generation(args, txt2img=is_txt2img(p))
+
+
+def is_txt2img(p) -> bool:
+    return not hasattr(p, "init_images")
+
+
+def depth_kind(args: DepthArgs, other_picture: bool) -> str:
+    """Which kind of depth conditions the generation, for the infotext."""
+    if args.depth_source == "upload":
+        return "map"
+    return "picture for depth" if other_picture else "init picture"
 
 
 def process(p) -> None:
@@ -112,20 +126,29 @@ def process(p) -> None:
             p.comment(NOT_A_DEPTH_MODEL)
         return
     if not args.enabled:
-        if not HOST.has_own_depth_path:
+        if generation.txt2img:
+            stop_before_init(p, f"{_checkpoint_name(p.sd_model)} is a depth-to-image model: txt2img needs the "
+                                "depth to keep. Switch Depth-to-image on and give a depth map or a picture for "
+                                "depth in its accordion, or use img2img.")
+        elif not HOST.has_own_depth_path:
             stop_before_init(p, f"{_checkpoint_name(p.sd_model)} is a depth-to-image model and {HOST.name} has no "
                                 "depth path of its own: switch Depth-to-image on in its accordion (through the "
                                 "API: \"enabled\": true), or pick another checkpoint.")
         return
     try:
-        args.check_ready_to_generate()
+        args.check_ready_to_generate(txt2img=generation.txt2img)
         if args.depth_source in EXTRA_ESTIMATORS:
             extra_estimators.check_available(args.depth_source)
     except Depth2ImgError as error:
         stop_before_init(p, str(error))
         return
     _generations[id(p)] = generation
-    p.extra_generation_params.update(args.infotext())
+    p.extra_generation_params.update(args.infotext(txt2img=generation.txt2img))
+    p.extra_generation_params[DEPTH_KIND_INFOTEXT] = depth_kind(args, generation.txt2img)  # img2img: see below
+    if generation.txt2img:
+        txt2img.take_over(p, lambda latent_size, dtype: _txt2img_depth(p, args, latent_size, dtype),
+                          keep=lambda result: setattr(generation, "result", result))
+        return
 
     def depth_conditioning(source_image: torch.Tensor, *_host_arguments, **_host_keywords) -> torch.Tensor:
         p.__dict__.pop(HOST.conditioning_method, None)  # one call per init; p is as it was afterwards
@@ -133,7 +156,9 @@ def process(p) -> None:
         if args.depth_source == "upload":
             generation.result = condition_user_maps(p, args, latent_size, dtype)
         else:
-            generation.result = _estimate(p, args, source_image, latent_size, dtype)
+            pictures, other_picture = depth_pictures(p, source_image, args)
+            p.extra_generation_params[DEPTH_KIND_INFOTEXT] = depth_kind(args, other_picture)
+            generation.result = _estimate(p, args, pictures, latent_size, dtype)
         return _batch_conditioning(generation, p.init_latent)
 
     setattr(p, HOST.conditioning_method, depth_conditioning)
@@ -185,8 +210,15 @@ def depth_network(sd_model, source: str):
         extra_estimators.release()
 
 
-def _estimate(p, args: DepthArgs, source_image: torch.Tensor, latent_size, dtype) -> DepthConditioning:
-    pictures = depth_pictures(p, source_image, args.depth_from_original)
+def _txt2img_depth(p, args: DepthArgs, latent_size, dtype) -> DepthConditioning:
+    if args.depth_source == "upload":
+        return condition_depth_map(read_depth_map(args.depth_map), (p.height, p.width), latent_size,
+                                   resize_mode=RESIZE_MODE_OF_FIT[args.fit], adjustments=args.adjustments(),
+                                   dtype=dtype)
+    return _estimate(p, args, txt2img.fitted_picture(p, args), latent_size, dtype)
+
+
+def _estimate(p, args: DepthArgs, pictures: torch.Tensor, latent_size, dtype) -> DepthConditioning:
     with depth_network(p.sd_model, args.depth_source) as (network, spec):
         return condition_pictures(network, pictures, latent_size, input_spec=spec, adjustments=args.adjustments(),
                                   dtype=dtype, cache=DEPTH_CACHE)
@@ -211,7 +243,7 @@ def _batch_conditioning(generation: _Generation, init_latent: torch.Tensor) -> t
 
 def process_before_every_sampling(p) -> None:
     generation = _generations.get(id(p))
-    if generation is not None and generation.result is not None:
+    if generation is not None and generation.result is not None and not generation.txt2img:
         p.image_conditioning = _batch_conditioning(generation, p.init_latent)
 
 
@@ -223,8 +255,8 @@ def generation_for(p) -> _Generation | None:
 
 def finish(p) -> _Generation | None:
     """Ends ``p``'s generation: ``p`` loses anything of ours left on it; returns the state for the results."""
-    if HOST is not None:
-        p.__dict__.pop(HOST.conditioning_method, None)
+    for method in (HOST.conditioning_method, *txt2img.CONDITIONING_METHODS) if HOST is not None else ():
+        p.__dict__.pop(method, None)
     generation = _generations.pop(id(p), None)
     return generation if generation is not None and generation.result is not None else None
 
@@ -241,13 +273,6 @@ def stop_before_init(p, message: str) -> None:
         raise Depth2ImgError(message)
 
     p.init = init
-
-
-def guard_txt2img(p) -> None:
-    """txt2img with a depth model fails deep in the UNet; stop it before any work with words instead."""
-    if is_depth_model(p.sd_model):
-        stop_before_init(p, f"{_checkpoint_name(p.sd_model)} is a depth-to-image model: it needs an input picture. "
-                            "Use the img2img or inpaint tab, or pick another checkpoint.")
 
 
 def forget_depth(sd_model=None) -> None:

@@ -8,6 +8,9 @@ from modules import images
 from modules.shared import opts
 from PIL import Image
 
+from lib_depth2img.picture_files import open_picture
+from lib_depth2img.webui.batch_names import files_named_like
+
 FILL_ORIGINAL = 1  # "Masked content: original": the only mode that keeps the picture under the mask
 
 
@@ -35,14 +38,43 @@ def untouched_pictures(p) -> torch.Tensor:
     return torch.stack(laid_out)
 
 
-def depth_pictures(p, source_image: torch.Tensor, from_original: bool) -> torch.Tensor:
-    """``[N,3,H,W]`` in [0, 1], one per distinct init picture (a single picture is not repeated).
+def lay_out_like_init(p, picture: Image.Image, init_picture: Image.Image) -> torch.Tensor:
+    """Another picture, ``[3,H,W]`` in [0, 1], placed where ``init`` places ``init_picture``: fitted by the resize
+    mode, or with "Only masked" stretched over the init picture and cropped as it is."""
+    crop = only_masked_crop(p)
+    if crop is not None:
+        x, y, width, height = crop
+        whole = picture.resize(init_picture.size, Image.LANCZOS)
+        picture = images.resize_image(2, whole.crop((x, y, x + width, y + height)), p.width, p.height)
+    else:
+        picture = images.resize_image(p.resize_mode if p.resize_mode in (0, 1, 2) else 0, picture, p.width, p.height)
+    return pil_to_tensor(picture)
 
-    ``source_image`` is what the WebUI hands its depth path: the batch in [-1, 1], with the
-    masked area already filled unless "Masked content" is "original".
+
+def depth_pictures(p, source_image: torch.Tensor, args) -> tuple[torch.Tensor, bool]:
+    """``[N,3,H,W]`` in [0, 1], one per distinct init picture (a single picture is not repeated), and whether
+    any came from another picture than the init one.
+
+    Each comes from the depth folder's picture named like the init picture (Batch tab), else the picture for
+    depth, else the init picture itself. ``source_image`` is what the WebUI hands its depth path: the batch in
+    [-1, 1], with the masked area already filled unless "Masked content" is "original".
     """
-    filled = p.image_mask is not None and p.inpainting_fill != FILL_ORIGINAL
-    if filled and from_original:
-        return untouched_pictures(p).to(source_image.device)
     distinct = 1 if len(p.init_images) == 1 else source_image.shape[0]
-    return (source_image[:distinct].float() * 0.5 + 0.5).clamp(0, 1)
+    init_pictures = list(p.init_images)[:distinct]
+    named = files_named_like(args.depth_map_folder, init_pictures, "picture for depth")
+    others = [file if file is not None else args.depth_picture for file in named]
+    filled = p.image_mask is not None and p.inpainting_fill != FILL_ORIGINAL
+    if all(other is None for other in others):
+        if filled and args.depth_from_original:
+            return untouched_pictures(p).to(source_image.device), False
+        return (source_image[:distinct].float() * 0.5 + 0.5).clamp(0, 1), False
+    untouched = untouched_pictures(p) if filled and args.depth_from_original else None
+    laid_out = []
+    for index, (other, init_picture) in enumerate(zip(others, init_pictures, strict=True)):
+        if other is not None:
+            laid_out.append(lay_out_like_init(p, open_picture(other), init_picture))
+        elif untouched is not None:
+            laid_out.append(untouched[index])
+        else:
+            laid_out.append((source_image[index].float().cpu() * 0.5 + 0.5).clamp(0, 1))
+    return torch.stack(laid_out).to(source_image.device), True

@@ -8,12 +8,15 @@ from modules import shared
 from PIL import Image
 
 from lib_depth2img.depth_image import depth_to_image
-from lib_depth2img.webui import generation, option_keys
+from lib_depth2img.webui import generation, option_keys, txt2img
 
 
 def _depth_picture(p, state, index: int) -> Image.Image:
     maps = state.result.depth
-    return depth_to_image(maps[index % len(maps)]).resize((p.width, p.height))
+    depth = maps[index % len(maps)]
+    if state.txt2img and getattr(p, "enable_hr", False):  # at Hires fix's size, cropped as its pictures
+        return depth_to_image(txt2img.depth_for_results(p, depth[None]))
+    return depth_to_image(depth).resize((p.width, p.height))
 
 
 def postprocess_image_after_composite(p) -> None:

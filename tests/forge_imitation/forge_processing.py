@@ -29,10 +29,22 @@ class StableDiffusionProcessingImg2Img(processing.StableDiffusionProcessingImg2I
         return self.init_latent
 
 
-class StableDiffusionProcessingTxt2Img(StableDiffusionProcessingImg2Img):
-    def init(self, all_prompts, all_seeds, all_subseeds):
-        self.init_latent = torch.zeros(self.batch_size, 4, self.height // 8, self.width // 8)
-        self.image_conditioning = self.init_latent.new_zeros(self.batch_size, 5, self.height // 8, self.width // 8)
+class StableDiffusionProcessingTxt2Img(processing.StableDiffusionProcessingTxt2Img):
+    """Forge's txt2img asks the same methods as the original's, pass by pass; its UNet input is Forge's."""
+
+    def __init__(self, *args, model_to_load=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.model_to_load = model_to_load
+
+    def txt2img_image_conditioning(self, x, width=None, height=None):
+        if self.sd_model.is_inpaint:  # a fully masked picture: mask (1) + latent (4)
+            return x.new_zeros(x.shape[0], 5, *x.shape[-2:])
+        return x.new_zeros(x.shape[0], 5, 1, 1)
+
+    img2img_image_conditioning = StableDiffusionProcessingImg2Img.img2img_image_conditioning
+
+    def unet_input(self, x, image_conditioning):
+        return unet_input(self.sd_model, x, image_conditioning)
 
 
 def unet_input(sd_model, x, image_cond):

@@ -7,7 +7,7 @@ class OptionInfo:
 
 class Options:
     def __init__(self):
-        self.data = {"img2img_background_color": "#ffffff"}
+        self.data = {"img2img_background_color": "#ffffff", "inpainting_mask_weight": 1.0}
         self.data_labels = {}
 
     def add_option(self, key, info):
