@@ -34,26 +34,39 @@
             generateBox.parentElement.insertBefore(notice, generateBox);
         }
         if (notice) {
-            notice.textContent = answer.title + " is a depth-to-image model: txt2img cannot use it. " +
-                "Use the img2img or inpaint tab, where depth comes from your picture, or pick another checkpoint.";
+            notice.textContent = answer.title + " is a depth-to-image model: txt2img needs a depth map or " +
+                "picture in the Depth-to-image accordion. Or use the img2img or inpaint tab, where depth comes " +
+                "from your picture.";
         }
     }
 
+    var STATUS = {
+        img2img: function(estimator) {
+            return "Depth is active: " + estimator + " depth from the checkpoint.";
+        },
+        txt2img: function(estimator) {
+            return "Depth is active: give a depth map (source 'upload') or a picture for depth, whose " +
+                estimator + " depth is kept and whose colours are not.";
+        },
+    };
+
     function renderStatus(app) {
-        // gradio gives an HTML component's id to its block and to the inner element: write the innermost.
-        var found = app.querySelectorAll("#depth2img_status");
-        var status = found[found.length - 1];
-        if (!status) {
-            return;
-        }
-        if (!answer) {
-            status.textContent = "";
-        } else if (answer.is_depth) {
-            status.textContent = "Depth is active: " + (answer.estimator || "MiDaS") + " depth from the checkpoint.";
-        } else {
-            status.textContent = "Depth needs a depth checkpoint such as 512-depth-ema; the selected one is not. " +
-                "For SD 1.5 models, use ControlNet's depth model.";
-        }
+        Object.keys(STATUS).forEach(function(tab) {
+            // gradio gives an HTML component's id to its block and to the inner element: write the innermost.
+            var found = app.querySelectorAll("#depth2img_" + tab + "_status");
+            var status = found[found.length - 1];
+            if (!status) {
+                return;
+            }
+            if (!answer) {
+                status.textContent = "";
+            } else if (answer.is_depth) {
+                status.textContent = STATUS[tab](answer.estimator || "MiDaS");
+            } else {
+                status.textContent = "Depth needs a depth checkpoint such as 512-depth-ema; the selected one is " +
+                    "not. For SD 1.5 models, use ControlNet's depth model.";
+            }
+        });
     }
 
     function render() {

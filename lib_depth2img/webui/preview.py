@@ -1,4 +1,5 @@
-"""Preview depth: the depth map of the picture in the current img2img/inpaint tab, with the current settings."""
+"""Preview depth: the depth map a generation would get, with the current settings: of the picture for depth,
+else of the picture in the current img2img/inpaint tab, or the uploaded map; in txt2img fitted to its size."""
 
 from __future__ import annotations
 
@@ -10,13 +11,15 @@ from PIL import Image
 from lib_depth2img.depth_image import depth_to_image
 from lib_depth2img.errors import Depth2ImgError
 from lib_depth2img.generation_args import DepthArgs
+from lib_depth2img.picture_files import open_picture
 from lib_depth2img.pipeline import condition_depth_map, condition_pictures
-from lib_depth2img.user_depth import read_depth_map
+from lib_depth2img.user_depth import RESIZE_MODE_OF_FIT, read_depth_map
 from lib_depth2img.webui import generation
 from lib_depth2img.webui.pictures import pil_to_tensor
 
 NO_PICTURE = "Load a picture in the img2img or inpaint tab first."
 NO_MAP = "Depth source is 'upload': upload a depth map in the Depth-to-image accordion first."
+NO_TXT2IMG_PICTURE = "Put a picture for depth in the Depth-to-image accordion first (or a depth map, with 'upload')."
 
 
 def picture_inputs() -> tuple[str, ...]:
@@ -31,29 +34,41 @@ def _picture(value) -> Image.Image | None:
 
 
 def preview_depth(tab_index, *values) -> tuple[Image.Image | None, str]:
-    """Returns (depth picture or None, a message for people). ``values``: the pictures, then the settings."""
-    count = len(picture_inputs())
-    pictures, settings = values[:count], values[count:]
+    """Returns (depth picture or None, a message for people). ``tab_index``: the selected img2img tab, -1 in
+    txt2img; ``values``: the pictures, the settings, then txt2img's width and height (absent or None in img2img)."""
+    count, settings_count = len(picture_inputs()), len(DepthArgs.names())
+    pictures, settings = values[:count], values[count:count + settings_count]
+    width, height = (*values[count + settings_count:], None, None)[:2]
     index = int(tab_index) if isinstance(tab_index, (int, float)) else -1
     picture = _picture(pictures[index]) if 0 <= index < len(pictures) else None
+    size = (int(height), int(width)) if isinstance(width, (int, float)) and isinstance(height, (int, float)) else None
     try:
         args = DepthArgs.from_script_args(settings)
         if args.depth_source == "upload":
-            return _preview_upload(args, picture)
+            return _preview_upload(args, picture, size)
+        if args.depth_picture is not None:  # the depth of the picture for depth, laid out as it will be
+            picture = open_picture(args.depth_picture)
+            if size is not None:
+                picture = images.resize_image(RESIZE_MODE_OF_FIT[args.fit], picture, size[1], size[0])
         if picture is None:
-            return None, NO_PICTURE
+            return None, NO_PICTURE if size is None else NO_TXT2IMG_PICTURE
         return _preview_estimate(args, picture)
     except Depth2ImgError as error:
         return None, str(error)
 
 
-def _preview_upload(args: DepthArgs, picture: Image.Image | None) -> tuple[Image.Image, str]:
+def _preview_upload(args: DepthArgs, picture: Image.Image | None,
+                    txt2img_size: tuple[int, int] | None) -> tuple[Image.Image, str]:
     if args.depth_map is None:
         raise Depth2ImgError(NO_MAP)
     depth_map = read_depth_map(args.depth_map)
-    height, width = (picture.height, picture.width) if picture is not None else depth_map.shape[-2:]
+    if txt2img_size is not None:  # fitted as txt2img will fit it
+        (height, width), mode = txt2img_size, RESIZE_MODE_OF_FIT[args.fit]
+    else:
+        height, width = (picture.height, picture.width) if picture is not None else depth_map.shape[-2:]
+        mode = 0
     depth = condition_depth_map(depth_map, (height, width), (max(height // 8, 1), max(width // 8, 1)),
-                                adjustments=args.adjustments()).depth
+                                resize_mode=mode, adjustments=args.adjustments()).depth
     return depth_to_image(depth[0]), f"The uploaded depth map, {width}x{height}, with the adjustments."
 
 

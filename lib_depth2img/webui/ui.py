@@ -1,4 +1,10 @@
-"""Controls, settings and XYZ-plot axes, all built from ``DepthArgs``."""
+"""Controls, settings and XYZ-plot axes, all built from ``DepthArgs``.
+
+The accordion shows only what applies: the map input with the upload source, the picture for depth
+with the others (in img2img inside a closed sub-accordion, being optional there), the folder in the
+img2img Batch tab, the adjustments in a closed sub-accordion that opens when one differs from its
+default (after paste parameters, say), and the preview beside its button.
+"""
 
 from __future__ import annotations
 
@@ -8,66 +14,142 @@ from modules import script_callbacks, scripts, shared
 
 from lib_depth2img.estimators import non_commercial_note
 from lib_depth2img.generation_args import DepthArgs, setting_metadata
-from lib_depth2img.webui import extra_estimators, generation, option_keys, preview, user_maps
+from lib_depth2img.webui import batch_names, extra_estimators, generation, option_keys, preview
 
-RESIZE_NOTE = ("A depth map of another aspect ratio is fitted as the Resize mode above says: Just resize "
-               "stretches it, Crop and resize crops it, Resize and fill fills the rest from its edges.")
+RESIZE_NOTE = ("A depth map or picture for depth of another aspect ratio is fitted as the Resize mode above says: "
+               "Just resize stretches it, Crop and resize crops it, Resize and fill fills the rest from its edges.")
 # Puts the selected img2img tab's index first (get_tab_index is the WebUI's); inline, so no global.
 SELECTED_TAB_FIRST = ("(...args) => { args[0] = typeof get_tab_index === 'function' ? "
                       "get_tab_index('mode_img2img') : -1; return args; }")
+IMG2IMG_TABS = ("img2img_img2img_tab", "img2img_img2img_sketch_tab", "img2img_inpaint_tab",
+                "img2img_inpaint_sketch_tab", "img2img_inpaint_upload_tab", "img2img_batch_tab")
+TXT2IMG_SIZE = ("txt2img_width", "txt2img_height")
+ADJUSTMENT_ROWS = (("near", "far"), ("gamma", "blur"))
+PREVIEW_HEIGHT = 256
 
 
-def build_controls(elem_id, picture_inputs: dict) -> tuple[list, list]:
-    """The accordion and its controls in ``DepthArgs`` field order, and the infotext fields that restore them.
+def page_components(is_img2img: bool) -> tuple[str, ...]:
+    """Elem ids of the page's own components the accordion works with: the img2img tabs, or txt2img's size."""
+    return IMG2IMG_TABS if is_img2img else TXT2IMG_SIZE
 
-    ``picture_inputs``: the img2img tabs' picture components by elem id, for Preview depth.
+
+def watch_components(script, found: dict) -> None:
+    """Fills ``found[elem id]`` with each component as the page builds it (before the script's ui runs)."""
+    for elem_id in found:
+        script.on_after_component(lambda c, e=elem_id: found.__setitem__(e, c.component), elem_id=elem_id)
+
+
+def build_controls(elem_id, picture_inputs: dict, page: dict, is_img2img: bool) -> tuple[list, list]:
+    """The accordion's controls in ``DepthArgs`` field order, and the infotext fields that restore them.
+
+    ``picture_inputs``: the img2img tabs' picture components by elem id, for Preview depth; ``page``: the
+    components named by ``page_components``, where found.
     """
     import gradio as gr  # only when the UI is built: generations and the API do not need it
-    from modules.call_queue import wrap_queued_call
     from modules.ui_components import InputAccordion
 
+    tab = "img2img" if is_img2img else "txt2img"
     defaults = DepthArgs()
-    meta = {name: setting_metadata(name) for name in DepthArgs.names()}
+    made = {}
+
+    def control(name: str, **kwargs):
+        made[name] = _control(gr, name, getattr(defaults, name), setting_metadata(name), elem_id(name), **kwargs)
+        return made[name]
+
     # No tooltip on the accordion: the WebUI's gradio patch takes tooltips on inputs, not on blocks.
-    with InputAccordion(defaults.enabled, label=meta["enabled"]["label"], elem_id=elem_id("enabled")) as enabled:
-        gr.HTML("", elem_id="depth2img_status")  # filled by javascript/depth2img.js from the checkpoint route
-        controls = [enabled]
-        for name in DepthArgs.names()[1:]:
-            controls.append(_control(gr, name, getattr(defaults, name), meta[name], elem_id(name)))
-            note = non_commercial_note(extra_estimators.available()) if name == "depth_source" else ""
-            if note:
-                gr.HTML(f"<p class='depth2img-note'>{note}</p>")
-            if name == "depth_map":
-                gr.HTML(f"<p class='depth2img-note'>{RESIZE_NOTE}</p>")
+    with InputAccordion(defaults.enabled, label=setting_metadata("enabled")["label"],
+                        elem_id=elem_id("enabled")) as made["enabled"]:
+        gr.HTML("", elem_id=f"depth2img_{tab}_status")  # filled by javascript/depth2img.js from the checkpoint route
         with gr.Row():
-            preview_button = gr.Button("Preview depth", elem_id="depth2img_preview_button")
-            tab_index = gr.Number(value=-1, visible=False)
-        preview_message = gr.HTML("", elem_id="depth2img_preview_message")
-        preview_image = gr.Image(label="Depth preview", type="pil", interactive=False, elem_id="depth2img_preview")
-    pictures = [picture_inputs.get(name) or gr.State(None) for name in preview.picture_inputs()]
-    preview_button.click(fn=wrap_queued_call(preview.preview_depth), _js=SELECTED_TAB_FIRST,
-                         inputs=[tab_index, *pictures, *controls], outputs=[preview_image, preview_message])
-    infotext_fields = [(control, _restore_from_infotext(name)) for control, name in zip(controls, DepthArgs.names(),
-                                                                                      strict=True)]
+            control("depth_source")
+            control("fit", visible=not is_img2img)
+        note = non_commercial_note(extra_estimators.available())
+        if note:
+            gr.HTML(f"<p class='depth2img-note'>{note}</p>")
+        with gr.Row():
+            control("invert")
+            control("depth_from_original", visible=is_img2img)
+            control("add_depth_to_results")
+        control("depth_map", visible=defaults.depth_source == "upload")
+        if is_img2img:  # optional there: closed until wanted
+            with gr.Accordion("Depth from another picture", open=False,
+                              visible=defaults.depth_source != "upload") as picture_box:
+                control("depth_picture")
+        else:
+            picture_box = control("depth_picture", visible=defaults.depth_source != "upload")
+        control("depth_map_folder", visible=is_img2img and page.get("img2img_batch_tab") is None)
+        if is_img2img:
+            gr.HTML(f"<p class='depth2img-note'>{RESIZE_NOTE}</p>")
+        with gr.Accordion("Depth adjustments", open=False) as adjustments:
+            for row in ADJUSTMENT_ROWS:
+                with gr.Row():
+                    for name in row:
+                        control(name)
+        with gr.Row():
+            with gr.Column(scale=1, min_width=160):
+                preview_button = gr.Button("Preview depth", elem_id=f"depth2img_{tab}_preview_button")
+                preview_message = gr.HTML("", elem_id=f"depth2img_{tab}_preview_message")
+            preview_image = gr.Image(label="Depth preview", type="pil", interactive=False, height=PREVIEW_HEIGHT,
+                                     visible=False, elem_id=f"depth2img_{tab}_preview")
+    controls = [made[name] for name in DepthArgs.names()]
+    _show_what_applies(gr, made, picture_box, adjustments, page)
+    _wire_preview(gr, preview_button, preview_image, preview_message, picture_inputs, page, controls, is_img2img)
+    infotext_fields = [(made[name], _restore_from_infotext(name)) for name in DepthArgs.names()
+                       if tab in setting_metadata(name)["tabs"]]
     return controls, infotext_fields
 
 
-def _control(gr, name: str, default, meta, elem_id: str):
+def _show_what_applies(gr, made: dict, picture_box, adjustments, page: dict) -> None:
+    made["depth_source"].change(
+        fn=lambda source: (gr.update(visible=source == "upload"), gr.update(visible=source != "upload")),
+        inputs=[made["depth_source"]], outputs=[made["depth_map"], picture_box])
+    names = [name for row in ADJUSTMENT_ROWS for name in row]
+    defaults = [getattr(DepthArgs(), name) for name in names]
+
+    def open_if_changed(*values):  # never closes it: the person may have opened it
+        changed = any(value != default for value, default in zip(values, defaults, strict=True))
+        return gr.update(open=True) if changed else gr.update()
+
+    for name in names:
+        made[name].change(fn=open_if_changed, inputs=[made[n] for n in names], outputs=[adjustments])
+    for elem_id in IMG2IMG_TABS:
+        if page.get(elem_id) is not None:
+            page[elem_id].select(fn=lambda batch=elem_id == "img2img_batch_tab": gr.update(visible=batch),
+                                 outputs=[made["depth_map_folder"]])
+
+
+def _wire_preview(gr, button, image, message, picture_inputs: dict, page: dict, controls: list,
+                  is_img2img: bool) -> None:
+    from modules.call_queue import wrap_queued_call
+
+    tab_index = gr.Number(value=-1, visible=False)
+    pictures = [picture_inputs.get(name) or gr.State(None) for name in preview.picture_inputs()]
+    size = [page.get(name) or gr.State(None) for name in TXT2IMG_SIZE]
+    def show_preview(*values):  # the picture takes room only once there is one
+        picture, words = preview.preview_depth(*values)
+        return gr.update(value=picture, visible=picture is not None), words
+
+    button.click(fn=wrap_queued_call(show_preview), _js=SELECTED_TAB_FIRST if is_img2img else None,
+                 inputs=[tab_index, *pictures, *controls, *size], outputs=[image, message])
+
+
+def _control(gr, name: str, default, meta, elem_id: str, visible: bool = True):
     label, help_text = meta["label"], meta["help"]
+    common = {"label": label, "elem_id": elem_id, "tooltip": help_text, "visible": visible}
     if name == "depth_source":  # only the estimators whose weights are here
-        choices = ["checkpoint", "upload", *extra_estimators.available()]
-        return gr.Dropdown(choices, value=default, label=label, elem_id=elem_id, tooltip=help_text)
+        return gr.Dropdown(["checkpoint", "upload", *extra_estimators.available()], value=default, **common)
     if meta["choices"]:
-        return gr.Dropdown(list(meta["choices"]), value=default, label=label, elem_id=elem_id, tooltip=help_text)
+        return gr.Dropdown(list(meta["choices"]), value=default, **common)
     if meta["bounds"]:
         low, high, step = meta["bounds"]
-        return gr.Slider(low, high, value=default, step=step, label=label, elem_id=elem_id, tooltip=help_text)
+        return gr.Slider(low, high, value=default, step=step, **common)
     if isinstance(default, bool):
-        return gr.Checkbox(value=default, label=label, elem_id=elem_id, tooltip=help_text)
+        return gr.Checkbox(value=default, **common)
     if name == "depth_map":
-        return gr.File(label=label, type="binary", elem_id=elem_id, tooltip=help_text,
-                       file_types=list(user_maps.SUFFIXES))
-    return gr.Textbox(value=default, label=label, elem_id=elem_id, tooltip=help_text)
+        return gr.File(type="binary", file_types=list(batch_names.SUFFIXES), **common)
+    if name == "depth_picture":
+        return gr.Image(type="pil", height=PREVIEW_HEIGHT, **common)
+    return gr.Textbox(value=default, **common)
 
 
 def _restore_from_infotext(name: str):
@@ -94,13 +176,15 @@ def add_xyz_axes() -> None:
     xyz = next((data.module for data in scripts.scripts_data if data.script_class.__module__ == "xyz_grid.py"), None)
     if xyz is None or any(getattr(axis, "depth2img", False) for axis in xyz.axis_options):
         return
+    kinds = {("txt2img", "img2img"): xyz.AxisOption, ("img2img",): xyz.AxisOptionImg2Img,
+             ("txt2img",): xyz.AxisOptionTxt2Img}
     for spec in dataclasses.fields(DepthArgs):
-        label = f"[Depth2img] {spec.metadata['label']}"
+        label, kind = f"[Depth2img] {spec.metadata['label']}", kinds[spec.metadata["tabs"]]
         if spec.metadata["bounds"]:
-            axis = xyz.AxisOptionImg2Img(label, float, _xyz_apply(spec.name))
+            axis = kind(label, float, _xyz_apply(spec.name))
         elif isinstance(spec.default, bool) or spec.metadata["choices"]:
             choices = ["True", "False"] if isinstance(spec.default, bool) else list(spec.metadata["choices"])
-            axis = xyz.AxisOptionImg2Img(label, str, _xyz_apply(spec.name), choices=lambda choices=choices: choices)
+            axis = kind(label, str, _xyz_apply(spec.name), choices=lambda choices=choices: choices)
         else:
             continue
         axis.depth2img = True

@@ -84,12 +84,19 @@ def _screenshot(page, name: str) -> None:
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
 
 
+def _status(page, tab: str) -> str:
+    """The status line as gradio nests it: the id on the block and on the element inside, which is written."""
+    return page.locator(f"#depth2img_{tab}_status div").text_content()
+
+
 def test_notice_follows_the_checkpoint_dropdown(page):
     notice = page.locator("#depth2img_txt2img_notice")
     _pick(page, DEPTH)
     notice.wait_for(state="visible")
     assert notice.text_content().startswith(DEPTH + " is a depth-to-image model")
-    assert page.locator("#depth2img_status").text_content() == "Depth is active: dpt_hybrid depth from the checkpoint."
+    assert _status(page, "img2img") == "Depth is active: dpt_hybrid depth from the checkpoint."
+    assert "give a depth map (source 'upload') or a picture for depth" in _status(page, "txt2img")
+    assert page.locator("#depth2img_img2img_status").first.evaluate("e => e.childNodes[0].nodeType") == 1  # inner
     # (the notice and the status are rendered together, from one answer of the route)
     # the notice sits right above the Generate box
     assert page.evaluate("document.querySelector('#depth2img_txt2img_notice').nextElementSibling.id") == \
@@ -97,7 +104,7 @@ def test_notice_follows_the_checkpoint_dropdown(page):
     _screenshot(page, "browser-stub-depth-selected")
     _pick(page, PLAIN)
     notice.wait_for(state="detached")
-    page.wait_for_function("() => document.querySelector('#depth2img_status').textContent.includes("
+    page.wait_for_function("() => document.querySelector('#depth2img_img2img_status div').textContent.includes("
                            "'needs a depth checkpoint')")  # once the route has answered
     _screenshot(page, "browser-stub-plain-selected")
     _pick(page, DEPTH)
@@ -117,7 +124,7 @@ def test_a_failing_route_breaks_nothing(page):
     _pick(page, BROKEN)
     page.locator("#depth2img_txt2img_notice").wait_for(state="detached")
     page.wait_for_timeout(300)
-    assert page.locator("#depth2img_status").text_content() == ""
+    assert _status(page, "img2img") == _status(page, "txt2img") == ""
     page.click("#other_button")
     assert page.locator("#other_button").text_content() == "clicked"
     _pick(page, DEPTH)  # and it keeps working afterwards
@@ -150,5 +157,5 @@ def test_forges_checkpoint_dropdown_is_followed_too(page):
     page.evaluate("t => { document.querySelector('.model_selection input').value = t; "
                   "document.body.appendChild(document.createElement('span')); }", DEPTH)  # a DOM update
     page.locator("#depth2img_txt2img_notice").wait_for(state="visible")
-    assert page.locator("#depth2img_status").text_content() == "Depth is active: dpt_hybrid depth from the checkpoint."
+    assert _status(page, "img2img") == "Depth is active: dpt_hybrid depth from the checkpoint."
     assert page.errors == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import shutil
 import time
@@ -15,6 +16,8 @@ from reference import synthetic_image
 
 ARTIFACTS = Path(os.environ.get("DEPTH2IMG_ARTIFACTS", Path(__file__).parent.parent.parent / "test-artifacts"))
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+COMPACT_HEIGHT = 450  # px at 1600 px wide; before the compact layout: 1104, and 1376 after Preview depth
+PREVIEW_HEIGHT = 300  # the preview's own height, with its label
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-sync",
                  "--disable-background-networking", "--disable-component-update"]
 
@@ -61,29 +64,30 @@ def test_txt2img_notice_for_the_depth_checkpoint(page, webui):
     _select_checkpoint(page, webui.checkpoint)
     notice = page.locator("#depth2img_txt2img_notice")
     notice.wait_for(state="visible")
-    assert "is a depth-to-image model: txt2img cannot use it" in notice.text_content()
+    assert "is a depth-to-image model: txt2img needs a depth map or picture" in notice.text_content()
     _screenshot(page, "webui-txt2img-notice")
 
 
 def test_preview_depth_in_img2img(page, tmp_path):
     _tab(page, "img2img")
     page.locator("#mode_img2img button", has_text="Inpaint upload").click()  # a tab with no picture yet
-    page.locator("#depth2img_preview_button").click()
-    message = page.locator("#depth2img_preview_message").last
-    page.wait_for_function("() => { const m = document.querySelectorAll('#depth2img_preview_message'); "
+    page.locator("#depth2img_img2img_preview_button").click()
+    message = page.locator("#depth2img_img2img_preview_message").last
+    page.wait_for_function("() => { const m = document.querySelectorAll('#depth2img_img2img_preview_message'); "
                            "return m[m.length - 1].textContent.includes('Load a picture'); }")
     assert message.text_content() == "Load a picture in the img2img or inpaint tab first."
     page.locator("#mode_img2img button", has_text="img2img").first.click()
     picture = tmp_path / "picture.png"
     Image.fromarray((synthetic_image(256, 256) * 255).astype(np.uint8)).save(picture)
     page.locator("#img2img_image input[type=file]").set_input_files(str(picture))
-    assert "Depth is active" in page.locator("#depth2img_status").last.text_content()
-    page.locator("#depth2img_preview_button").click()
-    page.locator("#depth2img_preview img").wait_for(state="visible")
-    assert "256x256" in page.locator("#depth2img_preview_message").last.text_content()
+    assert "Depth is active" in page.locator("#depth2img_img2img_status").last.text_content()
+    accordion = page.locator("#script_img2img_depthtoimage_enabled")
+    assert accordion.bounding_box()["height"] < COMPACT_HEIGHT  # with the defaults, only what applies shows
+    page.locator("#depth2img_img2img_preview_button").click()
+    page.locator("#depth2img_img2img_preview img").wait_for(state="visible")
+    assert "256x256" in page.locator("#depth2img_img2img_preview_message").last.text_content()
+    assert accordion.bounding_box()["height"] < COMPACT_HEIGHT + PREVIEW_HEIGHT
     _screenshot(page, "webui-img2img-preview")
-    accordion = page.locator("#depth2img_status").last.locator("xpath=ancestor::div[contains(@class, "
-                                                                "'input-accordion')][1]")
     accordion.screenshot(path=str(ARTIFACTS / "accordion.png"))  # the README's picture
 
 
@@ -168,6 +172,37 @@ def test_paste_parameters_restores_the_depth_settings(page):
     page.wait_for_function("() => document.querySelector('#script_img2img_depthtoimage_invert input').checked")
     assert invert.is_checked()
     gamma = page.locator("#script_img2img_depthtoimage_gamma input[type=number]")
+    gamma.wait_for(state="visible")  # the adjustments opened by themselves: gamma differs from its default
     assert float(gamma.input_value()) == 2.5
     _screenshot(page, "webui-img2img-pasted")
+    assert page.errors == []
+
+
+def test_txt2img_from_an_uploaded_depth_map_with_the_map_in_the_gallery(page, tmp_path):
+    import cv2
+
+    _tab(page, "txt2img")
+    accordion = "#script_txt2img_depthtoimage"
+    assert page.locator(f"{accordion}_depth_map").is_hidden()  # the map input shows with the upload source only
+    page.locator(f"{accordion}_depth_source input").click()
+    page.locator(f"{accordion}_depth_source ul li", has_text="upload").first.click()
+    ramp = np.tile(np.linspace(0, 65535, 96).astype(np.uint16), (64, 1))  # 16 bits, near on the right
+    cv2.imwrite(str(tmp_path / "ramp.png"), ramp)
+    page.locator(f"{accordion}_depth_map input[type=file]").set_input_files(str(tmp_path / "ramp.png"))
+    page.locator(f"{accordion}_add_depth_to_results input").check()
+    # Only the steps: changing txt2img's height in the page makes WebUI v1.10.1's own javascript throw
+    # "Cannot read properties of undefined (reading 'props')", with or without this extension.
+    page.locator("#txt2img_steps input[type=number]").fill("2")
+    page.locator("#txt2img_steps input[type=number]").press("Enter")
+    _screenshot(page, "webui-txt2img-depth-map")
+    page.locator(f"{accordion}_enabled").screenshot(path=str(ARTIFACTS / "accordion-txt2img.png"))
+    page.locator("#txt2img_generate").click()
+    gallery = page.locator("#txt2img_gallery .thumbnail-item")
+    gallery.nth(1).wait_for(state="visible")
+    _screenshot(page, "webui-txt2img-gallery")
+    sources = page.evaluate("Array.from(new Set(Array.from(document.querySelectorAll("
+                            "'#txt2img_gallery .thumbnail-item img')).map(img => img.src)))")
+    assert len(sources) == 2  # the picture, then the depth map that conditioned it
+    depth = np.asarray(Image.open(io.BytesIO(page.request.get(sources[1]).body())).convert("L"))
+    assert depth[:, -8:].mean() > depth[:, :8].mean() + 100  # the ramp: near (white) on the right
     assert page.errors == []

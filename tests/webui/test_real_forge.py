@@ -106,14 +106,30 @@ def test_txt2img_and_switched_off_runs_are_stopped_with_words_and_nothing_is_sav
     response = forge.post("/sdapi/v1/txt2img", {"prompt": "a house", "steps": 2, "width": SIZE, "height": SIZE,
                                                 "save_images": True})
     assert response.status_code == 500
-    assert _error(response) == (f"{forge.checkpoint} is a depth-to-image model: it needs an input picture. "
-                                "Use the img2img or inpaint tab, or pick another checkpoint.")
+    assert "txt2img with a depth model needs the depth to keep" in _error(response)
     response = forge.post("/sdapi/v1/img2img", _payload([_picture()], {"enabled": False}, save_images=True))
     assert response.status_code == 500 and "Forge has no depth path of its own" in _error(response)
     assert "channels" not in _error(response)
     response = forge.post("/sdapi/v1/img2img", _payload([_picture()], {"gamma": 99.0}, save_images=True))
     assert response.status_code == 500 and "'gamma' must be between 0.1 and 5" in _error(response)
     assert forge.output_files() == before
+
+
+@pytest.mark.parametrize("upscaler", ["Latent", "Lanczos"])
+def test_txt2img_from_a_depth_map_with_hires_fix(forge, upscaler):
+    settings = {"depth_source": "upload", "depth_map": _depth_map_b64(), "add_depth_to_results": True}
+    payload = {"prompt": "a house by a lake", "seed": 1234, "steps": 2, "width": SIZE, "height": SIZE,
+               "sampler_name": "Euler", "cfg_scale": 5, "enable_hr": True, "hr_scale": 2, "hr_upscaler": upscaler,
+               "hr_second_pass_steps": 2, "denoising_strength": 0.7,
+               "alwayson_scripts": {"Depth-to-image": {"args": [settings]}}}
+    response = forge.post("/sdapi/v1/txt2img", payload)
+    assert response.status_code == 200, response.text[:2000]
+    result = response.json()
+    picture, depth = _decode(result["images"][0]), _decode(result["images"][1])
+    assert picture.size == depth.size == (2 * SIZE, 2 * SIZE) and "Depth2img depth: map" in result["info"]
+    depth = np.asarray(depth.convert("L"), dtype=float)
+    assert depth[:, -8:].mean() > depth[:, :8].mean() + 100  # the ramp (cropped to a square): near on the right
+    assert np.asarray(picture, dtype=float).std() > 0
 
 
 def test_the_same_picture_as_the_original_webui_far_closer_than_inverted_depth(forge, checkpoint, tmp_path):
@@ -149,15 +165,15 @@ def test_preview_depth_of_the_picture_in_forges_canvas(page, tmp_path):
     from test_real_browser import ARTIFACTS
 
     page.locator("#tabs > .tab-nav button", has_text="img2img").first.click()
-    page.wait_for_function("() => { const s = document.querySelectorAll('#depth2img_status'); "
+    page.wait_for_function("() => { const s = document.querySelectorAll('#depth2img_img2img_status'); "
                            "return s.length && s[s.length - 1].textContent.includes('Depth is active'); }")
     picture = tmp_path / "picture.png"
     _picture(size=256).save(picture)
     page.locator("#img2img_image input[type=file]").set_input_files(str(picture))
     page.wait_for_timeout(2000)  # the canvas hands its picture to its hidden input
-    page.locator("#depth2img_preview_button").click()
-    page.locator("#depth2img_preview img").wait_for(state="visible")
-    assert "256x256" in page.locator("#depth2img_preview_message").last.text_content()
+    page.locator("#depth2img_img2img_preview_button").click()
+    page.locator("#depth2img_img2img_preview img").wait_for(state="visible")
+    assert "256x256" in page.locator("#depth2img_img2img_preview_message").last.text_content()
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "forge-img2img-preview.png"), full_page=True)
     assert page.errors == []
