@@ -1,4 +1,5 @@
 """``GET /depth2img/checkpoint?title=...``: is this listed checkpoint a depth model? For the page's javascript.
+And ``POST /depth2img/v1/depth`` (``depth_route``), for scripts.
 
 Only titles (or other names) the WebUI lists are looked up, never paths; anything else is a 404.
 The answer comes from the core's detection: the yaml first, then header-only reads, cached.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 from lib_depth2img.checkpoint import inspect_checkpoint
 from lib_depth2img.errors import Depth2ImgError
+from lib_depth2img.webui import depth_route
 
 ROUTE = "/depth2img/checkpoint"
 
@@ -35,3 +37,4 @@ def register_routes(_demo, app) -> None:
         return verdict
 
     app.add_api_route(ROUTE, checkpoint, methods=["GET"])
+    depth_route.register(app)

@@ -1,0 +1,120 @@
+"""POST /depth2img/v1/depth, through FastAPI's own test client, against the WebUI imitation."""
+
+import base64
+import io
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from test_webui_adapter import FakeSDModel, _as_tensor, _picture, depth_checkpoint, depth_model, webui
+
+from lib_depth2img.depth_image import depth_to_image
+from lib_depth2img.estimators import input_spec_for
+from lib_depth2img.pipeline import condition_pictures
+
+__all__ = ["depth_checkpoint", "depth_model", "webui"]  # fixtures, shared with the img2img tests
+fastapi = pytest.importorskip("fastapi", reason="the depth endpoint is a FastAPI route, as the WebUI's API")
+pytest.importorskip("httpx", reason="FastAPI's test client needs httpx")
+
+
+@pytest.fixture()
+def client(webui):
+    from fastapi.testclient import TestClient
+
+    from lib_depth2img.webui import routes
+
+    app = fastapi.FastAPI()
+    routes.register_routes(None, app)
+    return TestClient(app)
+
+
+def _encoded(picture) -> str:
+    buffer = io.BytesIO()
+    picture.save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def _decoded(text: str) -> Image.Image:
+    return Image.open(io.BytesIO(base64.b64decode(text)))
+
+
+def test_depth_in_8_and_16_bits_at_the_size_asked(client, depth_model):
+    model, counter = depth_model
+    picture = _picture()
+    answer = client.post("/depth2img/v1/depth", json={"image": _encoded(picture)})
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["estimator"] == "dpt_hybrid" and body["bits"] == 8 and body["cached"] is False
+    assert body["seconds"] > 0 and (body["width"], body["height"]) == (192, 128)
+    eight = _decoded(body["image"])
+    assert eight.mode == "L" and eight.size == (192, 128) and counter.batches == [1]
+    depth = condition_pictures(model.depth_model.model, _as_tensor(picture), (16, 24),
+                               input_spec=input_spec_for("dpt_hybrid")).depth[0]
+    # as the results' depth maps: stretched at the estimator's size, then resized (here by Pillow)
+    expected = np.asarray(depth_to_image(depth).resize((192, 128), Image.BILINEAR), dtype=np.float64)
+    assert np.abs(np.asarray(eight, dtype=np.float64) - expected).mean() < 1.0
+    answer = client.post("/depth2img/v1/depth", json={"image": _encoded(picture), "bits": 16, "width": 96,
+                                                      "invert": True})
+    body = answer.json()
+    sixteen = _decoded(body["image"])
+    assert sixteen.mode.startswith("I") and sixteen.size == (96, 64) and body["cached"] is True
+    levels = np.asarray(sixteen, dtype=np.float64) / 65535
+    assert len(np.unique(levels)) > 256  # more levels than 8 bits hold
+    halved = np.asarray(eight.resize((96, 64)), dtype=np.float64) / 255
+    assert np.corrcoef(levels.ravel(), halved.ravel())[0, 1] < -0.97  # inverted
+    assert counter.batches == [1, 1]  # the test's own forward; the second answer came from the cache
+
+
+@pytest.mark.parametrize(("payload", "status", "words"), [
+    ({}, 422, "image"),
+    ({"image": "not base64!"}, 400, "neither an existing file nor valid base64"),
+    ({"image": base64.b64encode(b"hello").decode()}, 400, "Cannot read the picture"),
+    ({"image": "{picture}", "bits": 12}, 422, "bits"),
+    ({"image": "{picture}", "gamma": 9}, 422, "gamma"),
+    ({"image": "{picture}", "source": "upload"}, 422, "source"),
+    ({"image": "{picture}", "source": "/etc/passwd"}, 422, "source"),
+    ({"image": "{picture}", "source": "depth_anything_v2_vits"}, 400, "depth_anything_v2_vits"),
+])
+def test_bad_input_is_a_4xx_with_words(client, depth_model, payload, status, words):
+    payload = {k: _encoded(_picture()) if v == "{picture}" else v for k, v in payload.items()}
+    answer = client.post("/depth2img/v1/depth", json=payload)
+    assert answer.status_code == status
+    assert words in answer.text
+
+
+def test_without_a_depth_checkpoint_it_says_so(client, webui):
+    webui.shared.sd_model = FakeSDModel(None)
+    try:
+        answer = client.post("/depth2img/v1/depth", json={"image": _encoded(_picture())})
+    finally:
+        webui.shared.sd_model = None
+    assert answer.status_code == 400 and "needs a depth checkpoint" in answer.json()["detail"]
+
+
+def test_docs_list_it_with_the_settings_help(client):
+    from lib_depth2img.generation_args import setting_metadata
+
+    schema = client.get("/openapi.json").json()
+    assert "/depth2img/v1/depth" in schema["paths"]
+    request = schema["components"]["schemas"]["Depth2ImgDepthRequest"]["properties"]
+    assert request["gamma"]["description"] == setting_metadata("gamma")["help"]
+    assert request["gamma"]["maximum"] == 5 and request["gamma"]["default"] == 1.0
+
+
+def test_the_endpoint_waits_for_the_queue(client, depth_model):
+    from modules.call_queue import queue_lock
+
+    order = []
+    original = torch.nn.Module.__call__
+
+    def noting(self, *args, **kwargs):
+        order.append(queue_lock.locked())
+        return original(self, *args, **kwargs)
+
+    torch.nn.Module.__call__ = noting
+    try:
+        client.post("/depth2img/v1/depth", json={"image": _encoded(_picture(64, 64))})
+    finally:
+        torch.nn.Module.__call__ = original
+    assert order and all(order)
