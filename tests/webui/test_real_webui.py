@@ -129,8 +129,10 @@ def test_txt2img_is_stopped_with_words_and_writes_nothing(webui, depth_checkpoin
     response = webui.post("/sdapi/v1/txt2img", {"prompt": "a house", "steps": 2, "width": SIZE, "height": SIZE,
                                                 "save_images": True})
     assert response.status_code == 500
-    assert response.json()["errors"] == (f"{webui.checkpoint} is a depth-to-image model: it needs an input picture. "
-                                         "Use the img2img or inpaint tab, or pick another checkpoint.")
+    assert response.json()["errors"] == (
+        "txt2img with a depth model needs the depth to keep: give a depth map (depth source 'upload') or a picture "
+        "for depth in the Depth-to-image accordion (through the API: 'depth_map' or 'depth_picture' as base64), or "
+        "use img2img.")
     assert webui.output_files() == before
 
 
@@ -161,7 +163,8 @@ def test_controls_settings_and_script_registered(webui):
     assert ours["is_alwayson"]
     assert [arg["label"] for arg in ours["args"]] == [setting_metadata(n)["label"] for n in DepthArgs.names()]
     assert [arg["value"] for arg in ours["args"]] == DepthArgs().to_script_args()
-    assert _script_info(webui, "depth-to-image", img2img=False)["args"] == []  # txt2img: the guard only
+    txt2img = _script_info(webui, "depth-to-image", img2img=False)
+    assert [arg["label"] for arg in txt2img["args"]] == [arg["label"] for arg in ours["args"]]  # one settings model
     assert webui.get("/sdapi/v1/options").json()["depth2img_move_to_cpu"] is False
     assert "depth2img" not in webui.log.read_text().lower().split("error")[-1]  # no script error at start-up
 

@@ -122,6 +122,11 @@ def _wait_until_up(instance: WebUI, server: subprocess.Popen, timeout: float = 6
     while time.monotonic() < deadline:
         if server.poll() is not None:
             raise RuntimeError(f"the WebUI exited with code {server.returncode}:\n{instance.log.read_text()[-4000:]}")
+        # A request before the host has added its API middleware makes that fail ("Cannot add middleware after
+        # an application has started"), which a loaded machine shows: ask only once start-up is over.
+        if "Startup time:" not in instance.log.read_text(errors="replace"):
+            time.sleep(2)
+            continue
         try:
             if instance.get("/sdapi/v1/sd-models", timeout=5).status_code == 200:
                 return
