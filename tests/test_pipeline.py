@@ -61,3 +61,30 @@ def test_infotext_round_trip():
     text = {key: str(value) for key, value in args.infotext().items()}
     assert DepthArgs.from_named(DepthArgs.from_infotext(text)) == args
     assert DepthArgs.from_infotext({"Steps": "20"}) == {}
+
+
+def test_txt2img_infotext_carries_the_fit_and_round_trips():
+    args = DepthArgs(depth_source="upload", fit="fill", gamma=2.0)
+    txt2img = {key: str(value) for key, value in args.infotext(txt2img=True).items()}
+    assert txt2img["Depth2img fit"] == "fill" and "Depth2img from original" not in txt2img
+    assert DepthArgs.from_named(DepthArgs.from_infotext(txt2img)) == args
+    assert "Depth2img fit" not in args.infotext()  # img2img fits by its own Resize mode
+
+
+@pytest.mark.parametrize(("values", "words"), [
+    ({"fit": "zoom"}, "'fit' must be one of crop, stretch, fill"),
+    ({"depth_picture": 3}, "'depth_picture' must be a picture, base64 text or bytes"),
+])
+def test_new_settings_say_what_they_accept(values, words):
+    with pytest.raises(Depth2ImgError, match=words):
+        DepthArgs.from_named(values)
+
+
+def test_txt2img_needs_depth_to_keep_img2img_does_not():
+    DepthArgs().check_ready_to_generate()
+    with pytest.raises(Depth2ImgError, match="txt2img with a depth model needs the depth to keep"):
+        DepthArgs().check_ready_to_generate(txt2img=True)
+    DepthArgs(depth_picture="aGVsbG8=").check_ready_to_generate(txt2img=True)
+    DepthArgs(depth_source="upload", depth_map="aGVsbG8=").check_ready_to_generate(txt2img=True)
+    with pytest.raises(Depth2ImgError, match="no depth map was given"):  # a folder serves the Batch tab only
+        DepthArgs(depth_source="upload", depth_map_folder="/maps").check_ready_to_generate(txt2img=True)
