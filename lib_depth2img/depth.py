@@ -21,7 +21,8 @@ def estimate_depth(estimator: nn.Module, images: torch.Tensor, *, input_spec: In
     """RGB ``[B,3,H,W]`` in [0, 1], any float dtype and device -> float32 ``[B,1,H,W]`` relative inverse depth.
 
     ``output_size`` defaults to the pictures' own size; the WebUI passes the latent size so the
-    estimator's output is resized once, as in training. ``input_spec`` defaults to the one the
+    estimator's output is resized once, as in training. The resize is the estimator's own
+    (``input_spec.output_mode``), as its official pipeline does it. ``input_spec`` defaults to the one the
     estimator carries (ours do; the WebUI's loaded MiDaS needs it passed). ``device`` is where the
     forward runs, by default the estimator's; a host that moves modules in forward hooks
     (the WebUI's --lowvram) names its compute device.
@@ -40,7 +41,10 @@ def estimate_depth(estimator: nn.Module, images: torch.Tensor, *, input_spec: In
     prediction = prediction.to(dtype=torch.float32, copy=True)
     size = tuple(output_size) if output_size is not None else tuple(images.shape[-2:])
     if tuple(prediction.shape[-2:]) != size:
-        prediction = F.interpolate(prediction, size=size, mode="bicubic", align_corners=False)
+        # The estimator's official resize back: bicubic for MiDaS, bilinear with aligned corners for
+        # Depth Anything (a bicubic one moves its pixels by up to a tenth of the depth range).
+        prediction = F.interpolate(prediction, size=size, mode=spec.output_mode,
+                                   align_corners=spec.output_align_corners)
     return prediction.to(images.device)
 
 

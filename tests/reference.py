@@ -34,12 +34,23 @@ def synthetic_batch(height: int, width: int) -> torch.Tensor:
     return torch.from_numpy(synthetic_image(height, width)).permute(2, 0, 1)[None].contiguous()
 
 
+_RULE_SEQUENCE = np.zeros(0)
+
+
+def _rule_sequence(n: int) -> np.ndarray:
+    """u(n) = ((arange(n) * 0.61803) % 1.0) - 0.5; element i does not depend on n, so one sequence serves all."""
+    global _RULE_SEQUENCE
+    if len(_RULE_SEQUENCE) < n:
+        _RULE_SEQUENCE = ((np.arange(n, dtype=np.float64) * 0.61803) % 1.0) - 0.5
+    return _RULE_SEQUENCE[:n]
+
+
 def rule_weights(layout: dict[str, tuple[int, ...]]) -> dict[str, torch.Tensor]:
     """Weights set by the parity fixture's 'weight_rule': each tensor from its key and shape alone."""
     state = {}
     for key, shape in layout.items():
         n = math.prod(shape)
-        u = ((np.arange(n, dtype=np.float64) * 0.61803) % 1.0) - 0.5
+        u = _rule_sequence(n)
         if len(shape) >= 2:
             values = u * 4.0 / math.sqrt(n // shape[0])
         elif key.endswith("weight"):
