@@ -121,6 +121,7 @@ def test_txt2img_from_a_depth_map_with_hires_fix(forge, upscaler):
     payload = {"prompt": "a house by a lake", "seed": 1234, "steps": 2, "width": SIZE, "height": SIZE,
                "sampler_name": "Euler", "cfg_scale": 5, "enable_hr": True, "hr_scale": 2, "hr_upscaler": upscaler,
                "hr_second_pass_steps": 2, "denoising_strength": 0.7,
+               "hr_additional_modules": ["Use same choices"],  # Forge's API fails on Hires fix without it (None)
                "alwayson_scripts": {"Depth-to-image": {"args": [settings]}}}
     response = forge.post("/sdapi/v1/txt2img", payload)
     assert response.status_code == 200, response.text[:2000]
