@@ -55,7 +55,7 @@ def depth_model(forge, depth_checkpoint_file):
     from lib_depth2img.webui import extra_estimators, generation
 
     generation.forget_depth()
-    forge.shared.sd_model = None  # nothing is loaded until the generation asks for it
+    forge.shared.sd_model = forge.processing.FakeInitialModel()  # nothing loads until a generation asks
     yield ForgeModel(str(depth_checkpoint_file))
     extra_estimators._loaded.clear()
 
@@ -175,7 +175,7 @@ def test_preview_before_forge_has_loaded_any_model(forge, depth_model, hybrid_es
 
     from lib_depth2img.webui import preview
 
-    assert forge.shared.sd_model is None
+    assert not hasattr(forge.shared.sd_model, "sd_checkpoint_info")  # Forge's stand-in, before any load
     title = "512-depth-ema.safetensors"
     sd_models.checkpoint_aliases[title] = sd_models.CheckpointInfo(depth_model.sd_checkpoint_info.filename, title)
     forge.shared.opts.data["sd_model_checkpoint"] = title

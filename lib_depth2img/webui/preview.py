@@ -73,9 +73,10 @@ def _preview_upload(args: DepthArgs, picture: Image.Image | None,
 
 
 def _model_to_preview():
-    """The loaded model; Forge loads one only at the first generation, so until then the checkpoint picked
-    in the dropdown stands in (depth then comes from its file, as it will at generation)."""
-    if shared.sd_model is not None:
+    """The loaded model; Forge loads one only at the first generation (until then ``shared.sd_model`` is a
+    stand-in without a checkpoint), so the checkpoint picked in the dropdown stands in (depth then comes from
+    its file, as it will at generation)."""
+    if getattr(shared.sd_model, "sd_checkpoint_info", None) is not None:
         return shared.sd_model
     from modules import sd_models
 

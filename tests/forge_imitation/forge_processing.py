@@ -9,6 +9,14 @@ class ChannelError(RuntimeError):
     pass
 
 
+class FakeInitialModel:
+    """modules/sd_models.py: what ``shared.sd_model`` is until the first generation loads a model."""
+
+    def __init__(self):
+        self.cond_stage_model = None
+        self.chunk_length = 75
+
+
 class StableDiffusionProcessingImg2Img(processing.StableDiffusionProcessingImg2Img):
     def __init__(self, *args, model_to_load=None, **kwargs):
         super().__init__(*args, **kwargs)

@@ -210,3 +210,17 @@ def test_xyz_plot_axis_changes_the_depth_setting_per_cell(forge):
     cells = [pixels(data).astype(int) for data in result["images"][1:3]]
     assert np.abs(cells[0] - plain).max() <= 2 and np.abs(cells[1] - inverted).max() <= 2  # Forge: not bit-exact
     assert np.abs(plain.astype(int) - inverted).mean() > 5
+
+
+def test_the_depth_endpoint_in_forge(forge, our_estimator):
+    """Forge (pydantic 2) serves the same schema; depth comes from the checkpoint file, as in generations."""
+    picture = _picture()
+    answer = forge.post("/depth2img/v1/depth", {"image": _b64(picture), "width": SIZE, "bits": 16})
+    assert answer.status_code == 200, answer.text[:2000]
+    body = answer.json()
+    assert body["estimator"] == "dpt_hybrid" and (body["width"], body["height"]) == (SIZE, SIZE)
+    depth = _decode(body["image"])
+    assert depth.mode.startswith("I")
+    eight = Image.fromarray((np.asarray(depth, dtype=np.float64) / 257).round().astype(np.uint8))
+    assert _similar(eight, _expected_map(our_estimator, picture))
+    assert forge.post("/depth2img/v1/depth", {"image": _b64(picture), "gamma": 0}).status_code == 422
