@@ -1,9 +1,43 @@
-"""The estimators' fast paths give the numbers of the plain ones: the ResNet stem's cached standardised weights."""
+"""The estimators' fast paths give the numbers of the plain ones: attention chosen by device and dtype, and the
+ResNet stem's cached standardised weights."""
 
+import pytest
 import torch
 import torch.nn.functional as F
 
+from lib_depth2img.estimators import vit
 from lib_depth2img.estimators.resnetv2 import StdConv2dSame, pad_same
+
+
+def _qkv(dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
+    generator = torch.Generator().manual_seed(0)
+    return tuple((torch.randn(2, 4, 50, 32, generator=generator) * 2).to(dtype) for _ in range(3))
+
+
+def _exact_attention(q, k, v) -> torch.Tensor:
+    q, k, v = (t.double() for t in (q, k, v))
+    return torch.softmax(q @ k.transpose(-2, -1) / q.shape[-1] ** 0.5, dim=-1) @ v
+
+
+@pytest.mark.parametrize(("dtype", "fused", "tolerance"), [(torch.float32, True, 1e-5), (torch.bfloat16, False, 2e-2),
+                                                           (torch.float16, False, 2e-3)])
+def test_attention_kernel_is_chosen_by_dtype_on_cpu_and_gives_the_same_numbers(monkeypatch, dtype, fused, tolerance):
+    calls, fused_kernel = [], F.scaled_dot_product_attention
+
+    def spy(*args, **kwargs):
+        calls.append(args[0].dtype)
+        return fused_kernel(*args, **kwargs)
+
+    monkeypatch.setattr(vit.F, "scaled_dot_product_attention", spy)
+    q, k, v = _qkv(dtype)
+    out = vit.attention(q, k, v)
+    assert (calls == [dtype]) is fused
+    assert out.dtype == dtype
+    expected = _exact_attention(q, k, v)
+    assert (out.double() - expected).abs().max().item() < tolerance * expected.abs().max().item()
+    if not fused:  # the explicit path and torch's fused kernel agree to the dtype's rounding
+        fused_out = fused_kernel(q, k, v).double()
+        assert (out.double() - fused_out).abs().max().item() < 2 * tolerance * expected.abs().max().item()
 
 
 def _conv_with(weight: torch.Tensor) -> StdConv2dSame:
