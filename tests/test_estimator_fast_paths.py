@@ -1,12 +1,15 @@
-"""The estimators' fast paths give the numbers of the plain ones: attention chosen by device and dtype, and the
-ResNet stem's cached standardised weights."""
+"""The estimators' fast paths give the numbers of the plain ones: attention chosen by device and dtype, the
+ResNet stem's cached standardised weights, and a meta-device build loaded without a second copy."""
 
 import pytest
 import torch
 import torch.nn.functional as F
+from reference import reference_layout, rule_weights
+from torch import nn
 
-from lib_depth2img.estimators import vit
+from lib_depth2img.estimators import create_estimator, vit
 from lib_depth2img.estimators.resnetv2 import StdConv2dSame, pad_same
+from lib_depth2img.weights import load_estimator_weights, read_state_dict
 
 
 def _qkv(dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
@@ -90,3 +93,86 @@ def test_standardised_weight_keeps_its_gradient_under_autograd():
     assert conv.weight.grad is not None and conv.weight.grad.abs().sum() > 0
 
 
+def test_a_meta_build_takes_the_state_without_a_copy_and_gives_the_normal_builds_depth(hybrid_estimator,
+                                                                                      hybrid_rule_state):
+    state = {k: v.clone() for k, v in hybrid_rule_state.items()}
+    estimator = create_estimator("dpt_hybrid", device="meta")
+    load_estimator_weights(estimator, state)
+    key = "pretrained.model.blocks.3.attn.qkv.weight"
+    assert estimator.state_dict()[key].data_ptr() == state[key].data_ptr()  # the same memory, not a copy
+    assert not any(t.is_meta for t in (*estimator.parameters(), *estimator.buffers()))
+    assert not estimator.training and estimator.estimator_name == "dpt_hybrid"
+    x = torch.rand(1, 3, 64, 96) * 2 - 1
+    with torch.inference_mode():
+        assert torch.equal(estimator(x), hybrid_estimator(x))
+
+
+def test_a_meta_build_casts_reduced_precision_weights_and_fills_batchnorm_counters():
+    layout = reference_layout("midas-v21_small.json")
+    state = rule_weights({k: v for k, v in layout.items() if not k.endswith("num_batches_tracked")})
+    for key in [k for k in state if k.endswith("running_var")]:
+        state[key] = state[key].abs() + 0.5
+    normal = create_estimator("midas_v21_small")
+    load_estimator_weights(normal, state)
+    normal.half().float()  # the same rounding the float16 file gives
+    meta = create_estimator("midas_v21_small", device="meta")
+    load_estimator_weights(meta, {k: v.half() for k, v in state.items()})
+    assert {t.dtype for t in meta.parameters()} == {torch.float32}
+    counters = [b for name, b in meta.named_buffers() if name.endswith("num_batches_tracked")]
+    assert counters and all(not b.is_meta and b.item() == 0 for b in counters)
+    x = torch.rand(1, 3, 64, 96)
+    with torch.inference_mode():
+        assert torch.equal(meta(x), normal(x))
+
+
+def test_without_assign_an_older_torch_still_loads_a_meta_build(monkeypatch, hybrid_estimator, hybrid_rule_state):
+    from lib_depth2img import weights
+
+    monkeypatch.setattr(weights, "_ASSIGN_SUPPORTED", False)
+    estimator = create_estimator("dpt_hybrid", device="meta")
+    load_estimator_weights(estimator, hybrid_rule_state)
+    key = "scratch.output_conv.0.weight"
+    assert estimator.state_dict()[key].data_ptr() != hybrid_rule_state[key].data_ptr()  # copied in
+    x = torch.rand(1, 3, 64, 64) * 2 - 1
+    with torch.inference_mode():
+        assert torch.equal(estimator(x), hybrid_estimator(x))
+
+
+class _WithComputedBuffer(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(3))
+        self.register_buffer("ramp", torch.arange(3.0), persistent=False)  # computed, never in a file
+
+    def materialise_computed_buffers(self):
+        self.ramp = torch.arange(3.0, device=self.scale.device)
+
+
+class _ForgetsItsBuffer(_WithComputedBuffer):
+    materialise_computed_buffers = None
+
+
+def test_buffers_no_file_holds_are_computed_after_a_meta_build():
+    with torch.device("meta"):
+        module = _WithComputedBuffer()
+    load_estimator_weights(module, {"scale": torch.full((3,), 2.0)})
+    assert torch.equal(module.ramp, torch.arange(3.0)) and torch.equal(module.scale, torch.full((3,), 2.0))
+    with torch.device("meta"):
+        forgetful = _ForgetsItsBuffer()
+    with pytest.raises(RuntimeError, match="ramp"):
+        load_estimator_weights(forgetful, {"scale": torch.ones(3)})
+
+
+def test_safetensors_weights_stay_backed_by_the_file(tmp_path):
+    from safetensors.torch import save_file
+
+    path = tmp_path / "weights.safetensors"
+    saved = {"a.weight": torch.randn(64, 32), "b.bias": torch.randn(7).half(), "c": torch.arange(5)}
+    save_file(saved, str(path))
+    before = path.read_bytes()
+    state = read_state_dict(path)
+    assert all(torch.equal(state[k], v) for k, v in saved.items())
+    assert state["a.weight"].untyped_storage().nbytes() == path.stat().st_size  # a view of the mapped file
+    state["a.weight"].add_(1)  # a private mapping: the file never changes
+    assert path.read_bytes() == before
+    assert torch.equal(read_state_dict(path, "a.")["a.weight"], saved["a.weight"])
