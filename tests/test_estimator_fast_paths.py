@@ -176,3 +176,27 @@ def test_safetensors_weights_stay_backed_by_the_file(tmp_path):
     state["a.weight"].add_(1)  # a private mapping: the file never changes
     assert path.read_bytes() == before
     assert torch.equal(read_state_dict(path, "a.")["a.weight"], saved["a.weight"])
+
+
+def _convolution_weights(module: nn.Module) -> list[torch.Tensor]:
+    """What the convolutions convolve with: the weight, or the standardised copy of it (ResNet stem)."""
+    return [m.standardised_weight() if isinstance(m, StdConv2dSame) else m.weight
+            for m in module.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
+
+
+def test_convolutions_run_channels_last_on_cpu_and_go_back_elsewhere(hybrid_rule_state):
+    from lib_depth2img.estimators.memory_format import match_memory_format
+
+    estimator = create_estimator("dpt_hybrid", device="meta")
+    load_estimator_weights(estimator, hybrid_rule_state)
+    spatial = [m.weight for m in estimator.modules() if isinstance(m, nn.Conv2d) and m.weight.shape[-1] > 1]
+    assert spatial and not any(w.is_contiguous(memory_format=torch.channels_last) for w in spatial)
+    with torch.inference_mode():
+        estimator(torch.zeros(1, 3, 64, 64))
+        weights = _convolution_weights(estimator)
+    assert all(w.is_contiguous(memory_format=torch.channels_last) and not w.is_inference() for w in weights)
+    elsewhere = torch.zeros(1, 3, 64, 64, device="meta")  # a device that is not the CPU
+    assert match_memory_format(estimator, elsewhere).is_contiguous()
+    assert all(m.weight.is_contiguous() for m in estimator.modules() if isinstance(m, nn.Conv2d))
+    for key, value in estimator.state_dict().items():
+        assert torch.equal(value, hybrid_rule_state[key]), key  # the same numbers in any layout

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lib_depth2img.estimators.memory_format import match_memory_format
 from lib_depth2img.estimators.vit import PATCH, VisionTransformer
 
 
@@ -152,4 +153,5 @@ class DPTDepthModel(nn.Module):
         self.scratch = Decoder(config.features)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = match_memory_format(self, x)
         return self.scratch(self.pretrained(x)).squeeze(1)

@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lib_depth2img.estimators.memory_format import memory_format_for
+
 
 def _same_padding(size: int, kernel: int, stride: int) -> int:
     return max((math.ceil(size / stride) - 1) * stride + kernel - size, 0)
@@ -37,6 +39,8 @@ class StdConv2dSame(nn.Conv2d):
     call ``forget_standardised_weight()`` after those.
     """
 
+    lays_out_its_own_weight = True  # the convolution reads the standardised copy, laid out for the device
+
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1):
         # Stride 1 with an odd kernel pads symmetrically, so it can be static.
         static = stride == 1 and kernel_size % 2 == 1
@@ -53,7 +57,7 @@ class StdConv2dSame(nn.Conv2d):
     def _standardise(self, weight: torch.Tensor) -> torch.Tensor:
         flat = weight.reshape(1, self.out_channels, -1)
         standardised = F.batch_norm(flat, None, None, training=True, momentum=0.0, eps=self.eps)
-        return standardised.reshape(weight.shape).contiguous(memory_format=_memory_format_of(weight))
+        return standardised.reshape(weight.shape).contiguous(memory_format=memory_format_for(weight.device))
 
     def standardised_weight(self) -> torch.Tensor:
         weight = self.weight
@@ -76,11 +80,6 @@ class StdConv2dSame(nn.Conv2d):
 def _weight_state(weight: torch.Tensor) -> tuple:
     """What changes when a weight does: in-place writes bump ``_version``; casts and moves change the rest."""
     return weight._version, weight.data_ptr(), weight.dtype, weight.device, weight.stride()
-
-
-def _memory_format_of(weight: torch.Tensor) -> torch.memory_format:
-    channels_last = weight.dim() == 4 and weight.is_contiguous(memory_format=torch.channels_last)
-    return torch.channels_last if channels_last and not weight.is_contiguous() else torch.contiguous_format
 
 
 class GroupNormAct(nn.GroupNorm):
