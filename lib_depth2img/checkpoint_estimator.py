@@ -29,7 +29,7 @@ def checkpoint_estimator_name(path: str | os.PathLike) -> str | None:
 
 def load_checkpoint_estimator(path: str | os.PathLike, name: str) -> nn.Module:
     """Our estimator ``name`` with the checkpoint's depth weights (only that slice is read)."""
-    estimator = create_estimator(name)
+    estimator = create_estimator(name, device="meta")
     index = read_tensor_index(path)
     names = [k for k in index if k.startswith(DEPTH_WEIGHTS_PREFIX)]
     state = {k[len(DEPTH_WEIGHTS_PREFIX):]: v for k, v in read_named_tensors(path, names).items()}

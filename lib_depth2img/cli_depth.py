@@ -134,7 +134,7 @@ def run_depth(args: argparse.Namespace) -> int:
 
 
 def _write_maps(jobs: list[DepthJob], name: str, args: argparse.Namespace, device: torch.device) -> int:
-    estimator = load_estimator_from_file(create_estimator(name), args.weights)
+    estimator = load_estimator_from_file(create_estimator(name, device="meta"), args.weights)
     estimator.to(device=device, dtype=torch.float16 if args.half else torch.float32)
     _warn(f"{name} on {device.type}{' (float16)' if args.half else ''}: {len(jobs)} picture(s)")
     failed = 0

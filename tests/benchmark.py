@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import os
 import platform
 import resource
 import struct
@@ -19,7 +18,11 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent.parent))
+ROOT = Path(__file__).parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).parent))
+
+from peak_memory import peak_rise  # noqa: E402
 
 from lib_depth2img.checkpoint import _cache, inspect_checkpoint  # noqa: E402
 from lib_depth2img.conditioning import build_depth_conditioning  # noqa: E402
@@ -64,7 +67,8 @@ def forward_rows(repeats: int) -> list[dict]:
 
 
 def estimator_rows(repeats: int) -> list[dict]:
-    """Each estimator at its own resolution for a 512x768 picture, with the memory it takes, one at a time."""
+    """Each estimator at its own resolution for a 512x768 picture; its memory measured on its own, in a fresh
+    process (build + one forward), not the running total of this one."""
     rows = []
     picture = torch.rand(1, 3, 512, 768)
     for name in ESTIMATOR_NAMES:
@@ -76,13 +80,18 @@ def estimator_rows(repeats: int) -> list[dict]:
                 estimator(x)
 
         seconds = median_seconds(forward, repeats)
-        rows.append({"estimator": name, "input": list(x.shape[-2:]), "forward_seconds": round(seconds, 3),
-                     "parameters_millions": round(sum(p.numel() for p in estimator.parameters()) / 1e6, 1),
-                     # in-process resident size after the forward: freed memory is kept by the allocator
-                     "weights_mib_float32": round(sum(p.numel() for p in estimator.parameters()) * 4 / 2**20, 1),
-                     "resident_mib_after_forward": round(_rss_mib(), 1)})
-        del estimator, x
+        parameters = sum(p.numel() for p in estimator.parameters())
+        del estimator
         gc.collect()
+        own = peak_rise(f"import torch\ntorch.set_num_threads({torch.get_num_threads()})\n"
+                        f"x = torch.rand(1, 3, {x.shape[-2]}, {x.shape[-1]})\n"
+                        "from lib_depth2img.estimators import create_estimator",
+                        f"estimator = create_estimator({name!r})\n"
+                        "with torch.inference_mode():\n    estimator(x)", [str(ROOT)])
+        rows.append({"estimator": name, "input": list(x.shape[-2:]), "forward_seconds": round(seconds, 3),
+                     "parameters_millions": round(parameters / 1e6, 1),
+                     "weights_mib_float32": round(parameters * 4 / 2**20, 1),
+                     "own_peak_mib_build_and_forward": own.get("peak_rise_mib", own)})
     return rows
 
 
@@ -105,11 +114,6 @@ def cache_and_batch_rows(repeats: int) -> dict:
         "four_pictures_one_by_one_seconds": round(median_seconds(
             lambda: [condition_pictures(estimator, pictures[i:i + 1], latent) for i in range(4)], repeats), 3),
     }
-
-
-def _rss_mib() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 def inspect_seconds(size_gib: int) -> dict:
@@ -152,8 +156,8 @@ def main() -> None:
         "inspect": inspect_seconds(5),
         "cache_and_batching_dpt_hybrid_512x512": cache_and_batch_rows(max(1, args.repeats // 2)),
         "estimators_512x768": estimator_rows(max(1, args.repeats // 2)),
-        # ru_maxrss is KiB on Linux; the process holds one DPT-Hybrid (123M parameters, 0.49 GB in float32)
-        "peak_resident_memory_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        # ru_maxrss is KiB on Linux: this process's running total, several estimators built one after another
+        "process_peak_resident_memory_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }
     print(json.dumps(report, indent=2))
 

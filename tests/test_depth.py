@@ -44,7 +44,9 @@ def test_a_batch_is_one_forward_and_gives_each_picture_its_own_depth(hybrid_esti
         counter.handle.remove()
     assert counter.calls == 1 and counter.batch_sizes == [2]
     alone = estimate_depth(hybrid_estimator, two_pictures[1:], output_size=(32, 48))
-    assert torch.allclose(depth[1:], alone, atol=1e-5)
+    # Channels-last convolutions on CPU pick their kernel by batch size: float32 rounding differs by up to
+    # about 5e-5 of the depth range (the parity tolerance is 1e-4), far below a difference between pictures.
+    assert (depth[1:] - alone).abs().max() <= 1e-4 * (alone.max() - alone.min())
     conditioning = build_depth_conditioning(depth, (32, 48))
     assert not torch.allclose(conditioning[0], conditioning[1], atol=1e-2)
 

@@ -7,9 +7,11 @@ the messages about missing or wrong files all read this table.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+import torch
 from torch import nn
 
 from lib_depth2img.errors import Depth2ImgError
@@ -81,13 +83,16 @@ def spec_for(name: str) -> EstimatorSpec:
     return ESTIMATORS[name]
 
 
-def create_estimator(name: str) -> nn.Module:
+def create_estimator(name: str, device: torch.device | str | None = None) -> nn.Module:
     """An estimator with uninitialised weights, in eval mode; load weights with ``lib_depth2img.weights``.
 
-    The module carries ``estimator_name`` and ``input_spec`` so callers need not pass them around.
+    ``device="meta"`` builds shapes only, allocating nothing: loading then takes the state's tensors
+    as they are (no second copy, and file-backed tensors stay file-backed). The module carries
+    ``estimator_name`` and ``input_spec`` so callers need not pass them around.
     """
     spec = spec_for(name)
-    module = spec.build().eval()
+    with torch.device(device) if device is not None else contextlib.nullcontext():
+        module = spec.build().eval()
     module.estimator_name = name
     module.input_spec = spec.input_spec
     return module

@@ -8,6 +8,7 @@ from torch import nn
 
 from lib_depth2img.estimators.dpt import FeatureFusionBlock
 from lib_depth2img.estimators.efficientnet_lite import EfficientNetLite3
+from lib_depth2img.estimators.memory_format import match_memory_format
 
 
 class Upsample(nn.Module):
@@ -43,4 +44,5 @@ class MidasSmall(nn.Module):
         self.scratch = SmallDecoder()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = match_memory_format(self, x)
         return self.scratch(self.pretrained(x)).squeeze(1)

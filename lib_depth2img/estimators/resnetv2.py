@@ -8,10 +8,13 @@ store its weights under those names.
 from __future__ import annotations
 
 import math
+import weakref
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from lib_depth2img.estimators.memory_format import memory_format_for
 
 
 def _same_padding(size: int, kernel: int, stride: int) -> int:
@@ -28,7 +31,15 @@ def pad_same(x: torch.Tensor, kernel: int, stride: int, value: float = 0.0) -> t
 
 
 class StdConv2dSame(nn.Conv2d):
-    """Convolution whose weight is standardised per output channel before use (no bias)."""
+    """Convolution whose weight is standardised per output channel before use (no bias).
+
+    Without autograd the standardised weight is computed once and reused; it is computed again
+    whenever the weight changes (another tensor, an in-place write, a cast or a move), so loading
+    other weights needs nothing more. Writes through ``weight.data`` bypass torch's version counter:
+    call ``forget_standardised_weight()`` after those.
+    """
+
+    lays_out_its_own_weight = True  # the convolution reads the standardised copy, laid out for the device
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1):
         # Stride 1 with an odd kernel pads symmetrically, so it can be static.
@@ -37,13 +48,38 @@ class StdConv2dSame(nn.Conv2d):
                          padding=(kernel_size - 1) // 2 if static else 0, bias=False)
         self.dynamic_pad = not static
         self.eps = 1e-8  # timm's hybrid ViT uses 1e-8, not StdConv2d's default 1e-6
+        self.forget_standardised_weight()
+
+    def forget_standardised_weight(self) -> None:
+        self._standardised: torch.Tensor | None = None
+        self._standardised_from: tuple = ()
+
+    def _standardise(self, weight: torch.Tensor) -> torch.Tensor:
+        flat = weight.reshape(1, self.out_channels, -1)
+        standardised = F.batch_norm(flat, None, None, training=True, momentum=0.0, eps=self.eps)
+        return standardised.reshape(weight.shape).contiguous(memory_format=memory_format_for(weight.device))
+
+    def standardised_weight(self) -> torch.Tensor:
+        weight = self.weight
+        if (torch.is_grad_enabled() and weight.requires_grad) or weight.is_inference():
+            return self._standardise(weight)  # autograd must see it; an inference tensor has no version
+        source = self._standardised_from
+        if not source or source[0]() is not weight or source[1:] != _weight_state(weight):
+            # A normal tensor even under inference mode, so the cache serves no_grad callers too.
+            with torch.inference_mode(False), torch.no_grad():
+                self._standardised = self._standardise(weight)
+            self._standardised_from = (weakref.ref(weight), *_weight_state(weight))
+        return self._standardised
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.dynamic_pad:
             x = pad_same(x, self.kernel_size[0], self.stride[0])
-        weight = F.batch_norm(self.weight.reshape(1, self.out_channels, -1), None, None,
-                              training=True, momentum=0.0, eps=self.eps).reshape_as(self.weight)
-        return F.conv2d(x, weight, None, self.stride, self.padding)
+        return F.conv2d(x, self.standardised_weight(), None, self.stride, self.padding)
+
+
+def _weight_state(weight: torch.Tensor) -> tuple:
+    """What changes when a weight does: in-place writes bump ``_version``; casts and moves change the rest."""
+    return weight._version, weight.data_ptr(), weight.dtype, weight.device, weight.stride()
 
 
 class GroupNormAct(nn.GroupNorm):
@@ -53,7 +89,7 @@ class GroupNormAct(nn.GroupNorm):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = F.group_norm(x, self.num_groups, self.weight, self.bias, self.eps)
-        return F.relu(x) if self.act else x
+        return F.relu(x, inplace=True) if self.act else x  # in place: the fresh map is nobody else's
 
 
 class DownsampleConv(nn.Module):
@@ -83,7 +119,7 @@ class Bottleneck(nn.Module):
         x = self.norm1(self.conv1(x))
         x = self.norm2(self.conv2(x))
         x = self.norm3(self.conv3(x))
-        return F.relu(x + shortcut)
+        return F.relu(x.add_(shortcut), inplace=True)
 
 
 class Stage(nn.Module):

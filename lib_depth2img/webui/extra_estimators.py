@@ -65,7 +65,7 @@ def _held(what: str, path: Path, load) -> nn.Module:
 
 def load(name: str) -> nn.Module:
     path = check_available(name)
-    return _held(name, path, lambda: load_estimator_from_file(create_estimator(name), path))
+    return _held(name, path, lambda: load_estimator_from_file(create_estimator(name, device="meta"), path))
 
 
 def load_from_checkpoint(checkpoint: str, name: str) -> nn.Module:
