@@ -1,3 +1,4 @@
+import importlib.util
 import sys
 from pathlib import Path
 
@@ -8,6 +9,7 @@ sys.path.insert(0, str(Path(__file__).parent))  # for tests/reference.py
 sys.path.insert(0, str(Path(__file__).parent.parent))  # the project, without installing it
 
 from reference import reference_layout, rule_weights  # noqa: E402
+from webui_helpers import IMITATION, ROOT, FakeSDModel, ForwardCounter  # noqa: E402
 
 from lib_depth2img.estimators import create_estimator  # noqa: E402
 from lib_depth2img.weights import load_estimator_weights  # noqa: E402
@@ -49,3 +51,42 @@ def depth_checkpoint_file(tmp_path_factory, hybrid_rule_state) -> Path:
     state["model.diffusion_model.input_blocks.0.0.weight"] = torch.zeros(320, 5, 3, 3)
     save_file(state, str(path))
     return path
+
+
+@pytest.fixture(scope="module")
+def webui():
+    """Imports the imitation as `modules`/`ldm` and loads scripts/depth2img.py as the WebUI would."""
+    sys.path.insert(0, str(IMITATION))
+    try:
+        from modules import processing, script_callbacks, shared
+
+        spec = importlib.util.spec_from_file_location("depth2img_script", ROOT / "scripts" / "depth2img.py")
+        script_module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(script_module)
+        yield type("WebUI", (), {"processing": processing, "shared": shared, "callbacks": script_callbacks,
+                                 "script_module": script_module})
+    finally:
+        sys.path.remove(str(IMITATION))
+        for name in [n for n in sys.modules if n.split(".")[0] in ("modules", "ldm") or n == "depth2img_script"]:
+            del sys.modules[name]
+        for name in [n for n in sys.modules if n.startswith("lib_depth2img.webui")]:
+            del sys.modules[name]
+
+
+@pytest.fixture(scope="session")
+def depth_checkpoint(depth_checkpoint_file) -> Path:
+    """The file the model was loaded from: the WebUI always has one."""
+    return depth_checkpoint_file
+
+
+@pytest.fixture()
+def depth_model(webui, hybrid_estimator, depth_checkpoint):
+    from lib_depth2img.webui import generation
+
+    model = FakeSDModel(hybrid_estimator, filename=str(depth_checkpoint))
+    webui.shared.sd_model = model
+    generation.forget_depth(model)  # as on_model_loaded does: each test starts with a fresh checkpoint
+    counter = ForwardCounter(hybrid_estimator)
+    yield model, counter
+    counter.handle.remove()
+    webui.shared.sd_model = None

@@ -7,13 +7,12 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from test_webui_adapter import FakeSDModel, _as_tensor, _picture, depth_checkpoint, depth_model, webui
+from webui_helpers import FakeSDModel, _as_tensor, _picture
 
 from lib_depth2img.depth_image import depth_to_image
 from lib_depth2img.estimators import input_spec_for
 from lib_depth2img.pipeline import condition_pictures
 
-__all__ = ["depth_checkpoint", "depth_model", "webui"]  # fixtures, shared with the img2img tests
 fastapi = pytest.importorskip("fastapi", reason="the depth endpoint is a FastAPI route, as the WebUI's API")
 pytest.importorskip("httpx", reason="FastAPI's test client needs httpx")
 

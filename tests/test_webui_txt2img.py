@@ -9,15 +9,13 @@ import pytest
 import torch
 from PIL import Image
 from reference import synthetic_image
-from test_webui_adapter import FakeSDModel, _as_tensor, _picture, _script, depth_checkpoint, depth_model, webui
+from webui_helpers import FakeSDModel, _as_tensor, _picture, _script
 
 from lib_depth2img import Depth2ImgError
 from lib_depth2img.conditioning import build_depth_conditioning
 from lib_depth2img.estimators import input_spec_for
 from lib_depth2img.pipeline import condition_depth_map, condition_pictures
 from lib_depth2img.user_depth import read_depth_map
-
-__all__ = ["depth_checkpoint", "depth_model", "webui"]  # fixtures, shared with the img2img tests
 
 
 def _txt2img(webui, script_args=(), width=128, height=128, **kwargs):
