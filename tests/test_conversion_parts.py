@@ -98,20 +98,22 @@ def test_v_prediction_and_other_text_encoders():
         depth_yaml(**{**SD2_DEPTH, "text_encoder": {"hidden_size": 768, "num_hidden_layers": 12}})
 
 
-def test_depth_estimator_gives_the_same_depth_after_conversion_both_ways(tmp_path, hybrid_rule_state,
-                                                                          hybrid_estimator):
-    state = StateDictSource(hybrid_rule_state)
+def test_depth_estimator_gives_the_same_depth_after_conversion_both_ways(tmp_path, tiny_estimators, tiny_hybrid_state,
+                                                                          tiny_hybrid):
+    """The key conversions on the small DPT-Hybrid (its keys are the release file's, fewer and narrower); the
+    full-size layouts are checked in test_conversion_dpt_keys.py and test_conversion.py."""
+    state = StateDictSource(tiny_hybrid_state)
     write_safetensors(tmp_path / "model.safetensors", [("depth", dpt_to_transformers(state.index))], state,
                       torch.float32)
     transformers_layout = SafetensorsSource([tmp_path / "model.safetensors"])
-    layout = {k: tuple(v.shape) for k, v in hybrid_rule_state.items()}
+    layout = {k: tuple(v.shape) for k, v in tiny_hybrid_state.items()}
     write_safetensors(tmp_path / "midas.safetensors", [("depth", dpt_to_midas(transformers_layout.index, layout))],
                       transformers_layout, torch.float32)
     estimator = create_estimator("dpt_hybrid")
     midas = SafetensorsSource([tmp_path / "midas.safetensors"])
     load_estimator_weights(estimator, {k: midas.read(k) for k in midas.index})
     picture = synthetic_batch(384, 384)
-    before, after = estimate_depth(hybrid_estimator, picture), estimate_depth(estimator, picture)
+    before, after = estimate_depth(tiny_hybrid, picture), estimate_depth(estimator, picture)
     assert (after - before).abs().max() <= 1e-4 * (before.max() - before.min())
 
 

@@ -3,6 +3,7 @@
 
 import pytest
 import torch
+from reference import conditioning_by_the_rule, depth_by_the_rule
 from webui_helpers import _as_tensor, _img2img, _picture, _script
 
 
@@ -16,15 +17,15 @@ def models_dir(webui, tmp_path):
 
 
 def _save_depth_anything(folder):
-    from reference import reference_layout, rule_weights
+    """The small Depth Anything V2 Small's weights (depth_model puts the small estimators in the registry)."""
+    from tiny_estimators import tiny_rule_state
 
     folder.mkdir(parents=True, exist_ok=True)
-    torch.save(rule_weights(reference_layout("depth-anything-v2-vits.json")), folder / "depth_anything_v2_vits.pth")
+    torch.save(tiny_rule_state("depth_anything_v2_vits"), folder / "depth_anything_v2_vits.pth")
 
 
 def test_another_estimator_from_a_file_people_already_have(webui, depth_model, models_dir):
     from lib_depth2img import Depth2ImgError
-    from lib_depth2img.pipeline import condition_pictures
     from lib_depth2img.webui import extra_estimators
 
     _, counter = depth_model
@@ -42,7 +43,10 @@ def test_another_estimator_from_a_file_people_already_have(webui, depth_model, m
     assert extra_estimators.available() == ["depth_anything_v2_vits"]
     p, _ = _img2img(webui, [_picture()], script_args=[{"depth_source": "depth_anything_v2_vits"}])
     network = extra_estimators.load("depth_anything_v2_vits")
-    expected = condition_pictures(network, _as_tensor(_picture()), (16, 24)).conditioning
+    # Depth Anything's rule: the side farther from 518 scaled to it, both sides to multiples of 14; ImageNet's
+    # mean and std
+    depth = depth_by_the_rule(network, _as_tensor(_picture()), (518, 784), (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+    expected = conditioning_by_the_rule(depth, (16, 24))
     assert counter.batches == []  # the checkpoint's MiDaS did not run
     assert torch.allclose(p.sampled_with[0], expected, atol=1e-3)
     assert p.extra_generation_params["Depth2img source"] == "depth_anything_v2_vits"

@@ -9,15 +9,16 @@ from PIL import Image, ImageDraw
 from webui_helpers import FakeSDModel, ForwardCounter, _as_tensor, _expected, _img2img, _mask, _picture, _script
 
 
-def test_each_picture_of_a_batch_gets_its_own_depth_in_one_forward(webui, depth_model):
-    model, counter = depth_model
+def test_each_picture_of_a_batch_gets_its_own_depth_in_one_forward(webui, full_size_depth_model):
+    """End to end with the full-size DPT-Hybrid; the other tests run a small one."""
+    model, counter = full_size_depth_model
     first, second = _picture(), _picture(flip=True)
     p, _ = _img2img(webui, [first, second])
     conditioning = p.sampled_with[0]
     assert conditioning.shape == (2, 1, 16, 24)
     assert counter.batches == [2] and model.native_depth_calls == 0 and model.depth_model.wrapper_calls == 0
     for index, picture in enumerate([first, second]):
-        expected = _expected(webui, model.depth_model.model, _as_tensor(picture))
+        expected = _expected(model.depth_model.model, _as_tensor(picture))
         assert torch.allclose(conditioning[index:index + 1], expected, atol=1e-3)
     assert not torch.allclose(conditioning[0], conditioning[1], atol=1e-2)
 
@@ -43,7 +44,7 @@ def test_inpaint_estimates_depth_from_the_untouched_picture(webui, depth_model, 
     model, _ = depth_model
     picture = _picture()
     p, _ = _img2img(webui, [picture], mask=_mask(), inpainting_fill=fill)
-    expected = _expected(webui, model.depth_model.model, _as_tensor(picture))
+    expected = _expected(model.depth_model.model, _as_tensor(picture))
     assert torch.allclose(p.sampled_with[0], expected, atol=1e-3)
 
 
@@ -51,7 +52,7 @@ def test_inpaint_from_the_fill_when_asked(webui, depth_model):
     model, _ = depth_model
     picture = _picture()
     p, _ = _img2img(webui, [picture], mask=_mask(), inpainting_fill=0, script_args=[{"depth_from_original": False}])
-    untouched = _expected(webui, model.depth_model.model, _as_tensor(picture))
+    untouched = _expected(model.depth_model.model, _as_tensor(picture))
     assert not torch.allclose(p.sampled_with[0], untouched, atol=1e-3)
 
 
@@ -64,14 +65,14 @@ def test_only_masked_uses_the_crop_the_webui_samples(webui, depth_model):
     x, y, w, h = p.paste_to
     assert (w, h) == (192, 128)
     crop = picture.crop((x, y, x + w, y + h)).resize((192, 128), Image.LANCZOS)
-    assert torch.allclose(p.sampled_with[0], _expected(webui, model.depth_model.model, _as_tensor(crop)), atol=1e-3)
+    assert torch.allclose(p.sampled_with[0], _expected(model.depth_model.model, _as_tensor(crop)), atol=1e-3)
 
 
 def test_settings_invert_and_infotext(webui, depth_model):
     model, _ = depth_model
     picture = _picture()
     p, _ = _img2img(webui, [picture], script_args=[True, "checkpoint", True])
-    expected = _expected(webui, model.depth_model.model, _as_tensor(picture), invert=True)
+    expected = _expected(model.depth_model.model, _as_tensor(picture), invert=True)
     assert torch.allclose(p.sampled_with[0], expected, atol=1e-3)
     assert p.extra_generation_params["Depth2img invert"] is True
     assert p.extra_generation_params["Depth2img"] is True
@@ -204,7 +205,7 @@ def test_a_bad_setting_stops_the_generation_with_its_name(webui, depth_model, tm
     assert p.sampled_with == [] and counter.batches == [] and list(tmp_path.iterdir()) == []  # nothing made
     assert "init" not in vars(p) and "depth2img_image_conditioning" not in vars(p)
     good, _ = _img2img(webui, [_picture()])  # and the next generation is the one it would have been
-    expected = _expected(webui, depth_model[0].depth_model.model, _as_tensor(_picture()))
+    expected = _expected(depth_model[0].depth_model.model, _as_tensor(_picture()))
     assert torch.allclose(good.sampled_with[0], expected, atol=1e-3)
 
 
@@ -232,7 +233,8 @@ def test_a_bad_setting_stops_even_without_a_depth_model(webui):
         webui.shared.sd_model = None
 
 
-def test_a_network_never_filled_from_the_checkpoint_is_not_used(webui, depth_checkpoint, hybrid_estimator):
+def test_a_network_never_filled_from_the_checkpoint_is_not_used(webui, depth_checkpoint, tiny_estimators,
+                                                                  tiny_hybrid):
     """reForge and Forge Classic build ldm's MiDaS without loading the checkpoint's weights into it (an
     interrupted load can leave it so too): depth must still be the checkpoint's, from our own estimator."""
     from lib_depth2img.estimators import create_estimator
@@ -247,7 +249,7 @@ def test_a_network_never_filled_from_the_checkpoint_is_not_used(webui, depth_che
     try:
         p, _ = _img2img(webui, [_picture()])
         assert counter.batches == []  # the empty network never ran
-        expected = _expected(webui, hybrid_estimator, _as_tensor(_picture()))
+        expected = _expected(tiny_hybrid, _as_tensor(_picture()))
         assert torch.allclose(p.sampled_with[0], expected, atol=1e-3)
         assert list(extra_estimators._loaded)[0][:2] == ("checkpoint", str(depth_checkpoint))
         assert next(iter(extra_estimators._loaded.values())).estimator_name == "dpt_hybrid"

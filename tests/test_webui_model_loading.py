@@ -22,14 +22,14 @@ def test_offline_loader_builds_without_downloading(webui, tmp_path):
     assert api.calls == [("build", missing)]  # the file is there: the WebUI's own path, unchanged
 
 
-def test_checkpoint_without_depth_weights_says_which_file_to_put_where(webui, tmp_path, hybrid_estimator):
+def test_checkpoint_without_depth_weights_says_which_file_to_put_where(webui, tmp_path, tiny_hybrid):
     from safetensors.torch import save_file
 
     from lib_depth2img.webui import model_loading
 
     checkpoint = tmp_path / "finetune.safetensors"
     save_file({"model.diffusion_model.input_blocks.0.0.weight": torch.zeros(320, 5, 3, 3)}, str(checkpoint))
-    network = copy.deepcopy(hybrid_estimator)
+    network = copy.deepcopy(tiny_hybrid)
     network.depth2img_expected_weights_file = "/webui/models/midas/dpt_hybrid-midas-501f0c75.pt"
     model = FakeSDModel(network, filename=str(checkpoint))
     assert model_loading.check_loaded_depth_weights in webui.callbacks.callbacks["model_loaded"]

@@ -2,7 +2,8 @@
 
 
 import numpy as np
-from webui_helpers import FakeSDModel, _as_tensor, _map_png, _mask, _picture
+from reference import depth_by_the_rule
+from webui_helpers import DPT_INPUT_OF_A_192x128_PICTURE, FakeSDModel, _as_tensor, _map_png, _mask, _picture
 
 from lib_depth2img.generation_args import DepthArgs
 
@@ -21,11 +22,8 @@ def test_preview_shows_the_depth_of_the_current_tabs_picture(webui, depth_model)
     image, message = _preview(picture)
     assert image.size == picture.size and image.mode == "L" and "192x128" in message
     from lib_depth2img.depth_image import depth_to_image
-    from lib_depth2img.estimators import input_spec_for
-    from lib_depth2img.pipeline import condition_pictures
 
-    depth = condition_pictures(model.depth_model.model, _as_tensor(picture), (16, 24),
-                               input_spec=input_spec_for("dpt_hybrid")).depth[0]
+    depth = depth_by_the_rule(model.depth_model.model, _as_tensor(picture), DPT_INPUT_OF_A_192x128_PICTURE)[0]
     expected = np.asarray(depth_to_image(depth).resize(picture.size), dtype=int)
     difference = np.abs(np.asarray(image, dtype=int) - expected)
     assert difference.max() <= 1 and (difference > 0).mean() < 0.01  # float noise can flip a rounding

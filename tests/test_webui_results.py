@@ -3,7 +3,8 @@
 
 import numpy as np
 from PIL import Image
-from webui_helpers import _as_tensor, _img2img, _picture, _script
+from reference import depth_by_the_rule
+from webui_helpers import DPT_INPUT_OF_A_192x128_PICTURE, _as_tensor, _img2img, _picture, _script
 
 
 def test_depth_maps_added_to_the_results_when_asked(webui, depth_model):
@@ -29,11 +30,8 @@ def test_depth_maps_saved_beside_their_pictures_when_the_setting_says_so(webui, 
     assert sorted(f.name for f in tmp_path.iterdir()) == ["00000-1234-depth.png", "00000-1234.png",
                                                           "00001-1234-depth.png", "00001-1234.png"]
     from lib_depth2img.depth_image import depth_to_image
-    from lib_depth2img.estimators import input_spec_for
-    from lib_depth2img.pipeline import condition_pictures
 
-    depth = condition_pictures(model.depth_model.model, _as_tensor(second), (16, 24),
-                               input_spec=input_spec_for("dpt_hybrid")).depth[0]
+    depth = depth_by_the_rule(model.depth_model.model, _as_tensor(second), DPT_INPUT_OF_A_192x128_PICTURE)[0]
     expected = np.asarray(depth_to_image(depth).resize((192, 128)), dtype=float)
     saved = np.asarray(Image.open(tmp_path / "00001-1234-depth.png"), dtype=float)
     assert np.abs(saved - expected).mean() < 2  # batched vs single forward differ in the last bits only

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image, ImageDraw
-from reference import synthetic_image
+from reference import conditioning_by_the_rule, depth_by_the_rule, inverted_by_hand, synthetic_image
 
 ROOT = Path(__file__).parent.parent
 IMITATION = Path(__file__).parent / "webui_imitation"
@@ -59,13 +59,14 @@ def _img2img(webui, pictures, script_args=(), **kwargs):
     return p, processed
 
 
-def _expected(webui, estimator, picture_tensor, latent=(16, 24), invert=False):
-    from lib_depth2img.adjustments import DepthAdjustments
-    from lib_depth2img.estimators import input_spec_for
-    from lib_depth2img.pipeline import condition_pictures
+# DPT-Hybrid's "minimal" rule scales the side nearer 384 to it: a 192x128 picture's width, x2.
+DPT_INPUT_OF_A_192x128_PICTURE = (256, 384)
 
-    return condition_pictures(estimator, picture_tensor, latent, input_spec=input_spec_for("dpt_hybrid"),
-                              adjustments=DepthAdjustments(invert=invert)).conditioning
+
+def _expected(estimator, picture_tensor, latent=(16, 24), invert=False):
+    """The conditioning of a 192x128 picture by MiDaS's input rule and SD2's training rule, written out."""
+    depth = depth_by_the_rule(estimator, picture_tensor, DPT_INPUT_OF_A_192x128_PICTURE)
+    return conditioning_by_the_rule(inverted_by_hand(depth) if invert else depth, latent)
 
 
 def _as_tensor(picture):
