@@ -1,26 +1,26 @@
 """user_maps.py and batch_names.py against the WebUI imitation: depth maps people upload, one or a folder."""
 
 
+import cv2
 import pytest
 import torch
+import torch.nn.functional as F
+from reference import conditioning_by_the_rule
 from webui_helpers import _img2img, _map_png, _picture, _script
-
-from lib_depth2img.generation_args import DepthArgs
 
 
 def test_uploaded_map_conditions_without_any_forward(webui, depth_model, tmp_path):
     import base64
 
-    from lib_depth2img.pipeline import condition_depth_map
-    from lib_depth2img.user_depth import read_depth_map
-
     _, counter = depth_model
     path = _map_png(tmp_path)
     encoded = base64.b64encode(path.read_bytes()).decode()
     p, _ = _img2img(webui, [_picture()], script_args=[{"depth_source": "upload", "depth_map": encoded, "gamma": 2}])
-    expected = condition_depth_map(read_depth_map(path), (128, 192), (16, 24),
-                                   adjustments=DepthArgs(gamma=2.0).adjustments()).conditioning
-    assert counter.batches == [] and torch.allclose(p.sampled_with[0], expected)
+    levels = torch.from_numpy(cv2.imread(str(path), cv2.IMREAD_UNCHANGED) / 65535).float()[None, None]
+    stretched = F.interpolate(levels, size=(128, 192), mode="bilinear", align_corners=False)  # "Just resize"
+    gamma = ((stretched - stretched.min()) / (stretched.max() - stretched.min())) ** 2  # on the map scaled to [0, 1]
+    expected = conditioning_by_the_rule(gamma, (16, 24))
+    assert counter.batches == [] and torch.allclose(p.sampled_with[0], expected, atol=1e-5)
     assert p.extra_generation_params["Depth2img source"] == "upload"
     assert p.extra_generation_params["Depth2img gamma"] == 2.0
     assert not any(key.split()[-1] == "map" for key in p.extra_generation_params)  # the map itself is not infotext
