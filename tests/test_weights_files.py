@@ -4,6 +4,7 @@ safetensors with metadata. Each is indexed, recognised and read; torch's own loa
 
 import copy
 import functools
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -73,8 +74,8 @@ def _lightning_checkpoint(path: Path, estimator: torch.nn.Module) -> None:
 
 
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory) -> dict[str, tuple[Path, str, str]]:
-    """file label -> (path, the estimator it holds, the key prefix it is under)."""
+def corpus(tmp_path_factory):
+    """file label -> (path, the estimator it holds, the key prefix it is under). About 4 GB, removed afterwards."""
     folder = tmp_path_factory.mktemp("corpus")
     files = {}
     for name, spec in ESTIMATORS.items():
@@ -105,7 +106,8 @@ def corpus(tmp_path_factory) -> dict[str, tuple[Path, str, str]]:
     save_file(dict(_module("depth_anything_v2_vits").state_dict()), str(vits),
               metadata={"format": "pt", "modelspec.title": "Depth Anything V2 Small"})
     files["safetensors with metadata"] = (vits, "depth_anything_v2_vits", "")
-    return files
+    yield files
+    shutil.rmtree(folder)
 
 
 LABELS = [*ESTIMATORS, "legacy layout", "MiDaS model+optimizer", "Lightning", "Lightning, legacy layout",
