@@ -17,9 +17,8 @@ def test_each_picture_of_a_batch_gets_its_own_depth_in_one_forward(webui, full_s
     conditioning = p.sampled_with[0]
     assert conditioning.shape == (2, 1, 16, 24)
     assert counter.batches == [2] and model.native_depth_calls == 0 and model.depth_model.wrapper_calls == 0
-    for index, picture in enumerate([first, second]):
-        expected = _expected(model.depth_model.model, _as_tensor(picture))
-        assert torch.allclose(conditioning[index:index + 1], expected, atol=1e-3)
+    expected = _expected(model.depth_model.model, torch.cat([_as_tensor(first), _as_tensor(second)]))  # each alone
+    assert torch.allclose(conditioning, expected, atol=1e-3)
     assert not torch.allclose(conditioning[0], conditioning[1], atol=1e-2)
 
 
