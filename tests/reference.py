@@ -64,10 +64,12 @@ def rule_weights(layout: dict[str, tuple[int, ...]]) -> dict[str, torch.Tensor]:
 
 def depth_by_the_rule(network: torch.nn.Module, pictures: torch.Tensor, input_size: tuple[int, int],
                       mean: float | tuple[float, float, float] = 0.5, std: float | tuple[float, float, float] = 0.5,
-                      output_size: tuple[int, int] | None = None) -> torch.Tensor:
+                      output_size: tuple[int, int] | None = None, output_mode: str = "bicubic",
+                      output_align_corners: bool = False) -> torch.Tensor:
     """MiDaS's input rule and forward, written out with torch alone (no code of ours but the network):
     RGB in [0, 1] resized bicubic to ``input_size`` (the caller works it out from the resize rule),
-    ``(x - mean) / std``, one forward, then bicubic to ``output_size`` if given. Float32 ``[B,1,h,w]``."""
+    ``(x - mean) / std``, one forward, then to ``output_size`` if given, as the official pipeline resizes
+    back (MiDaS: bicubic; Depth Anything: bilinear, corners aligned). Float32 ``[B,1,h,w]``."""
     x = pictures.float()
     if tuple(x.shape[-2:]) != tuple(input_size):
         x = F.interpolate(x, size=input_size, mode="bicubic", align_corners=False)
@@ -75,7 +77,7 @@ def depth_by_the_rule(network: torch.nn.Module, pictures: torch.Tensor, input_si
     with torch.no_grad():
         depth = network(x).unsqueeze(1).float()
     if output_size is not None and tuple(output_size) != tuple(depth.shape[-2:]):
-        depth = F.interpolate(depth, size=output_size, mode="bicubic", align_corners=False)
+        depth = F.interpolate(depth, size=output_size, mode=output_mode, align_corners=output_align_corners)
     return depth
 
 

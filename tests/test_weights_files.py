@@ -159,8 +159,9 @@ def _expected_map(name: str) -> np.ndarray:
     """The saved module's depth of the picture by the input rule written out, stretched to [0, 1] as the CLI does."""
     pixels = torch.from_numpy(_picture_pixels().astype(np.float32) / 255).permute(2, 0, 1)[None]
     spec = ESTIMATORS[name].input_spec  # a square picture enters at the rule's own size, whatever the rule
-    depth = depth_by_the_rule(_module(name), pixels, (spec.size, spec.size), spec.mean, spec.std,
-                              output_size=(72, 72))[0, 0].double().numpy()
+    depth = depth_by_the_rule(_module(name), pixels, (spec.size, spec.size), spec.mean, spec.std, output_size=(72, 72),
+                              output_mode=spec.output_mode, output_align_corners=spec.output_align_corners)
+    depth = depth[0, 0].double().numpy()
     return (depth - depth.min()) / (depth.max() - depth.min())
 
 
