@@ -1,3 +1,4 @@
+import importlib.util
 import sys
 from pathlib import Path
 
@@ -8,6 +9,8 @@ sys.path.insert(0, str(Path(__file__).parent))  # for tests/reference.py
 sys.path.insert(0, str(Path(__file__).parent.parent))  # the project, without installing it
 
 from reference import reference_layout, rule_weights  # noqa: E402
+from tiny_estimators import create_tiny_estimator, tiny_rule_state, use_tiny_estimators  # noqa: E402
+from webui_helpers import IMITATION, ROOT, FakeSDModel, ForwardCounter  # noqa: E402
 
 from lib_depth2img.estimators import create_estimator  # noqa: E402
 from lib_depth2img.weights import load_estimator_weights  # noqa: E402
@@ -27,25 +30,105 @@ def hybrid_estimator(hybrid_rule_state) -> torch.nn.Module:
 
 
 @pytest.fixture(scope="session")
-def weights_dir(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("weights")
+def tiny_hybrid_state() -> dict[str, torch.Tensor]:
+    """A small DPT-Hybrid's weights (tests/tiny_estimators.py), set by the parity fixture's rule."""
+    return tiny_rule_state("dpt_hybrid")
 
 
 @pytest.fixture(scope="session")
-def midas_pt(weights_dir, hybrid_rule_state) -> Path:
-    """A MiDaS release-style file: the bare DPT-Hybrid state dict, saved by torch."""
-    path = weights_dir / "dpt_hybrid-midas-501f0c75.pt"
-    torch.save(hybrid_rule_state, path)
-    return path
+def tiny_hybrid(tiny_hybrid_state) -> torch.nn.Module:
+    """For tests where the network is not what is tested: DPT-Hybrid's classes, keys and input rule, small."""
+    estimator = create_tiny_estimator("dpt_hybrid")
+    load_estimator_weights(estimator, tiny_hybrid_state)
+    return estimator
 
 
-@pytest.fixture(scope="session")
-def depth_checkpoint_file(tmp_path_factory, hybrid_rule_state) -> Path:
-    """A depth checkpoint as the hosts load it from disk: the DPT-Hybrid slice and a 5-channel UNet input."""
+@pytest.fixture()
+def tiny_estimators(monkeypatch) -> None:
+    """Every estimator built by name (from a checkpoint file, a release file) is the small one."""
+    use_tiny_estimators(monkeypatch)
+
+
+def _save_depth_checkpoint(path: Path, depth_state: dict[str, torch.Tensor]) -> Path:
+    """A depth checkpoint as the hosts load it from disk: the depth slice and a 5-channel UNet input."""
     from safetensors.torch import save_file
 
-    path = tmp_path_factory.mktemp("checkpoint") / "512-depth-ema.safetensors"
-    state = {f"depth_model.model.{k}": v.contiguous() for k, v in hybrid_rule_state.items()}
+    state = {f"depth_model.model.{k}": v.contiguous() for k, v in depth_state.items()}
     state["model.diffusion_model.input_blocks.0.0.weight"] = torch.zeros(320, 5, 3, 3)
     save_file(state, str(path))
     return path
+
+
+@pytest.fixture(scope="session")
+def midas_pt(tmp_path_factory, hybrid_rule_state):
+    """A MiDaS release-style file: the bare DPT-Hybrid state dict, saved by torch (0.5 GB, gone after the run)."""
+    path = tmp_path_factory.mktemp("weights") / "dpt_hybrid-midas-501f0c75.pt"
+    torch.save(hybrid_rule_state, path)
+    yield path
+    path.unlink()
+
+
+@pytest.fixture(scope="session")
+def depth_checkpoint_file(tmp_path_factory, hybrid_rule_state):
+    """A full-size depth checkpoint (0.5 GB, gone after the run), for the end-to-end tests of the hosts."""
+    path = _save_depth_checkpoint(tmp_path_factory.mktemp("checkpoint") / "512-depth-ema.safetensors",
+                                  hybrid_rule_state)
+    yield path
+    path.unlink()
+
+
+@pytest.fixture(scope="session")
+def tiny_depth_checkpoint_file(tmp_path_factory, tiny_hybrid_state) -> Path:
+    """A depth checkpoint whose depth slice is the small DPT-Hybrid's (use with ``tiny_estimators``)."""
+    return _save_depth_checkpoint(tmp_path_factory.mktemp("tiny-checkpoint") / "512-depth-ema.safetensors",
+                                  tiny_hybrid_state)
+
+
+@pytest.fixture(scope="module")
+def webui():
+    """Imports the imitation as `modules`/`ldm` and loads scripts/depth2img.py as the WebUI would."""
+    sys.path.insert(0, str(IMITATION))
+    try:
+        from modules import processing, script_callbacks, shared
+
+        spec = importlib.util.spec_from_file_location("depth2img_script", ROOT / "scripts" / "depth2img.py")
+        script_module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(script_module)
+        yield type("WebUI", (), {"processing": processing, "shared": shared, "callbacks": script_callbacks,
+                                 "script_module": script_module})
+    finally:
+        sys.path.remove(str(IMITATION))
+        for name in [n for n in sys.modules if n.split(".")[0] in ("modules", "ldm") or n == "depth2img_script"]:
+            del sys.modules[name]
+        for name in [n for n in sys.modules if n.startswith("lib_depth2img.webui")]:
+            del sys.modules[name]
+
+
+@pytest.fixture(scope="session")
+def depth_checkpoint(tiny_depth_checkpoint_file) -> Path:
+    """The file the model was loaded from: the WebUI always has one."""
+    return tiny_depth_checkpoint_file
+
+
+def _loaded_depth_model(webui, network, checkpoint):
+    from lib_depth2img.webui import generation
+
+    model = FakeSDModel(network, filename=str(checkpoint))
+    webui.shared.sd_model = model
+    generation.forget_depth(model)  # as on_model_loaded does: each test starts with a fresh checkpoint
+    counter = ForwardCounter(network)
+    yield model, counter
+    counter.handle.remove()
+    webui.shared.sd_model = None
+
+
+@pytest.fixture()
+def depth_model(webui, tiny_estimators, tiny_hybrid, depth_checkpoint):
+    """The WebUI's loaded depth model, holding the small DPT-Hybrid filled from ``depth_checkpoint``."""
+    yield from _loaded_depth_model(webui, tiny_hybrid, depth_checkpoint)
+
+
+@pytest.fixture()
+def full_size_depth_model(webui, hybrid_estimator, depth_checkpoint_file):
+    """As ``depth_model``, with the full-size DPT-Hybrid: for one end-to-end test."""
+    yield from _loaded_depth_model(webui, hybrid_estimator, depth_checkpoint_file)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 DATA = Path(__file__).parent / "data"
 
@@ -59,6 +60,39 @@ def rule_weights(layout: dict[str, tuple[int, ...]]) -> dict[str, torch.Tensor]:
             values = 0.1 * (u + 0.5)
         state[key] = torch.from_numpy(values.reshape(shape)).float()
     return state
+
+
+def depth_by_the_rule(network: torch.nn.Module, pictures: torch.Tensor, input_size: tuple[int, int],
+                      mean: float | tuple[float, float, float] = 0.5, std: float | tuple[float, float, float] = 0.5,
+                      output_size: tuple[int, int] | None = None, output_mode: str = "bicubic",
+                      output_align_corners: bool = False) -> torch.Tensor:
+    """MiDaS's input rule and forward, written out with torch alone (no code of ours but the network):
+    RGB in [0, 1] resized bicubic to ``input_size`` (the caller works it out from the resize rule),
+    ``(x - mean) / std``, one forward, then to ``output_size`` if given, as the official pipeline resizes
+    back (MiDaS: bicubic; Depth Anything: bilinear, corners aligned). Float32 ``[B,1,h,w]``."""
+    x = pictures.float()
+    if tuple(x.shape[-2:]) != tuple(input_size):
+        x = F.interpolate(x, size=input_size, mode="bicubic", align_corners=False)
+    x = (x - torch.tensor(mean).view(-1, 1, 1)) / torch.tensor(std).view(-1, 1, 1)
+    with torch.no_grad():
+        depth = network(x).unsqueeze(1).float()
+    if output_size is not None and tuple(output_size) != tuple(depth.shape[-2:]):
+        depth = F.interpolate(depth, size=output_size, mode=output_mode, align_corners=output_align_corners)
+    return depth
+
+
+def conditioning_by_the_rule(depth: torch.Tensor, latent_size: tuple[int, int]) -> torch.Tensor:
+    """SD2 depth's training rule (ldm ``LatentDepth2ImageDiffusion``), written out: bicubic to the latent
+    size, then for each picture alone ``2 * (d - min) / (max - min + 0.001) - 1``."""
+    d = F.interpolate(depth.float(), size=latent_size, mode="bicubic", align_corners=False)
+    low, high = d.amin(dim=(1, 2, 3), keepdim=True), d.amax(dim=(1, 2, 3), keepdim=True)
+    return 2 * (d - low) / (high - low + 0.001) - 1
+
+
+def inverted_by_hand(depth: torch.Tensor) -> torch.Tensor:
+    """Near and far swapped within each map's own range: ``min + max - d``."""
+    low, high = depth.amin(dim=(-2, -1), keepdim=True), depth.amax(dim=(-2, -1), keepdim=True)
+    return low + high - depth
 
 
 class FileCreatingPayload:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from reference import rule_weights, synthetic_image
+from reference import depth_by_the_rule, rule_weights, synthetic_image
 
 ROOT = Path(__file__).parent.parent
 
@@ -139,7 +139,6 @@ def test_exif_orientation_gives_an_upright_map(tmp_path, small_weights):
 
 def test_sixteen_bit_grayscale_is_read_not_clipped_to_white(tmp_path, small_weights):
     """The map equals the depth of the file's own 65536 levels, each level / 65535 on all three channels."""
-    from lib_depth2img.depth import estimate_depth
     from lib_depth2img.estimators import create_estimator
 
     gray = (synthetic_image(48, 64)[..., 0] * 0.6 + synthetic_image(48, 64)[..., 2] * 0.4)
@@ -151,7 +150,9 @@ def test_sixteen_bit_grayscale_is_read_not_clipped_to_white(tmp_path, small_weig
     module = create_estimator("midas_v21_small")
     module.load_state_dict(torch.load(small_weights))
     pixels = torch.from_numpy(levels.astype(np.float32) / 65535)[None, None].expand(1, 3, -1, -1)
-    depth = estimate_depth(module, pixels)[0, 0].double().numpy()
+    # MiDaS v2.1 small's rule: fit inside 256x256 (x4), ImageNet's mean and std; then back to the picture's size
+    depth = depth_by_the_rule(module, pixels, (192, 256), (0.485, 0.456, 0.406), (0.229, 0.224, 0.225),
+                              output_size=(48, 64))[0, 0].double().numpy()
     expected = (depth - depth.min()) / (depth.max() - depth.min())
     got = _map(tmp_path / "scan16-depth.png")
     assert got.std() > 0.1 and np.abs(got - expected).max() < 2e-3

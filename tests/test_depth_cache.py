@@ -29,42 +29,42 @@ def _four():
     return torch.cat([base, base.flip(-1), base.flip(-2), 1 - base])
 
 
-def test_repeated_pictures_run_no_forward_and_give_the_same_depth(hybrid_estimator):
+def test_repeated_pictures_run_no_forward_and_give_the_same_depth(tiny_hybrid):
     cache = DepthCache()
     pictures = _four()
-    with Forwards(hybrid_estimator) as forwards:
-        first = condition_pictures(hybrid_estimator, pictures, (12, 16), cache=cache)
-        again = condition_pictures(hybrid_estimator, pictures, (12, 16), cache=cache,
+    with Forwards(tiny_hybrid) as forwards:
+        first = condition_pictures(tiny_hybrid, pictures, (12, 16), cache=cache)
+        again = condition_pictures(tiny_hybrid, pictures, (12, 16), cache=cache,
                                    adjustments=DepthAdjustments(invert=True, gamma=2.0))
-        plain_again = condition_pictures(hybrid_estimator, pictures, (12, 16), cache=cache)
+        plain_again = condition_pictures(tiny_hybrid, pictures, (12, 16), cache=cache)
     assert forwards.batches == [4]  # four pictures: one forward; then none at all
     assert torch.equal(first.conditioning, plain_again.conditioning)
     assert not torch.equal(first.conditioning, again.conditioning)
     assert (cache.hits, cache.misses) == (8, 4)
 
 
-def test_only_new_pictures_are_estimated(hybrid_estimator):
+def test_only_new_pictures_are_estimated(tiny_hybrid):
     cache = DepthCache()
     pictures = _four()
-    condition_pictures(hybrid_estimator, pictures[:2], (12, 16), cache=cache)
-    with Forwards(hybrid_estimator) as forwards:
-        mixed = condition_pictures(hybrid_estimator, pictures, (12, 16), cache=cache)
+    condition_pictures(tiny_hybrid, pictures[:2], (12, 16), cache=cache)
+    with Forwards(tiny_hybrid) as forwards:
+        mixed = condition_pictures(tiny_hybrid, pictures, (12, 16), cache=cache)
     assert forwards.batches == [2]
-    direct = condition_pictures(hybrid_estimator, pictures, (12, 16))
+    direct = condition_pictures(tiny_hybrid, pictures, (12, 16))
     assert torch.allclose(mixed.conditioning, direct.conditioning, atol=1e-3)
 
 
-def test_cache_is_bounded_oldest_out_first(hybrid_estimator):
+def test_cache_is_bounded_oldest_out_first(tiny_hybrid):
     height, width = estimator_input_size(96, 128, DPT_INPUT)  # the cache keeps depth at the estimator's size
     one_map = height * width * 4
     cache = DepthCache(max_bytes=2 * one_map)
     pictures = _four()
     for index in range(3):
-        condition_pictures(hybrid_estimator, pictures[index:index + 1], (12, 16), cache=cache)
+        condition_pictures(tiny_hybrid, pictures[index:index + 1], (12, 16), cache=cache)
     assert len(cache) == 2
-    with Forwards(hybrid_estimator) as forwards:
-        condition_pictures(hybrid_estimator, pictures[2:3], (12, 16), cache=cache)  # newest: kept
-        condition_pictures(hybrid_estimator, pictures[0:1], (12, 16), cache=cache)  # oldest: gone
+    with Forwards(tiny_hybrid) as forwards:
+        condition_pictures(tiny_hybrid, pictures[2:3], (12, 16), cache=cache)  # newest: kept
+        condition_pictures(tiny_hybrid, pictures[0:1], (12, 16), cache=cache)  # oldest: gone
     assert forwards.batches == [1]
     cache.clear()
     assert len(cache) == 0

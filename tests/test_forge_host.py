@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from reference import synthetic_image
+from reference import conditioning_by_the_rule, depth_by_the_rule, synthetic_image
 
 ROOT = Path(__file__).parent.parent
 IMITATIONS = [Path(__file__).parent / "forge_imitation", Path(__file__).parent / "webui_imitation"]
@@ -50,14 +50,24 @@ class ForgeModel:
         return torch.nn.functional.avg_pool2d(image, 8).repeat(1, 2, 1, 1)[:, :4]
 
 
-@pytest.fixture()
-def depth_model(forge, depth_checkpoint_file):
+def _lazily_loaded(forge, checkpoint):
     from lib_depth2img.webui import extra_estimators, generation
 
     generation.forget_depth()
     forge.shared.sd_model = forge.processing.FakeInitialModel()  # nothing loads until a generation asks
-    yield ForgeModel(str(depth_checkpoint_file))
+    yield ForgeModel(str(checkpoint))
     extra_estimators._loaded.clear()
+
+
+@pytest.fixture()
+def depth_model(forge, tiny_estimators, tiny_depth_checkpoint_file):
+    """The depth checkpoint with the small DPT-Hybrid's weights, which the registry then builds."""
+    yield from _lazily_loaded(forge, tiny_depth_checkpoint_file)
+
+
+@pytest.fixture()
+def full_size_depth_model(forge, depth_checkpoint_file):
+    yield from _lazily_loaded(forge, depth_checkpoint_file)
 
 
 def _picture(flip=False):
@@ -77,12 +87,14 @@ def _img2img(forge, model, pictures, script_args=()):
     return p, forge.processing.process_images(p, [_script(forge)])
 
 
-def _expected(estimator, picture):
-    from lib_depth2img.estimators import input_spec_for
-    from lib_depth2img.pipeline import condition_pictures
-
+def _depth(estimator, picture):
+    """By MiDaS's input rule, written out: DPT-Hybrid takes a 192x128 picture at 384x256."""
     tensor = torch.from_numpy(np.asarray(picture, dtype=np.float32) / 255).permute(2, 0, 1)[None]
-    return condition_pictures(estimator, tensor, (16, 24), input_spec=input_spec_for("dpt_hybrid")).conditioning
+    return depth_by_the_rule(estimator, tensor, (256, 384))
+
+
+def _expected(estimator, picture):
+    return conditioning_by_the_rule(_depth(estimator, picture), (16, 24))
 
 
 def test_the_extension_knows_it_is_in_forge_and_imports_no_ldm(forge):
@@ -99,12 +111,14 @@ def test_without_the_extension_forge_fails_on_the_channels(forge, depth_model):
         forge.processing.process_images(p, [])
 
 
-def test_img2img_gets_the_checkpoints_depth_from_the_file(forge, depth_model, hybrid_estimator):
+def test_img2img_gets_the_checkpoints_depth_from_the_file(forge, full_size_depth_model, hybrid_estimator):
+    """End to end with the full-size DPT-Hybrid; the other tests run a small one."""
+    depth_model = full_size_depth_model
     p, _ = _img2img(forge, depth_model, [_picture(), _picture(flip=True)])
     conditioning = p.sampled_with[0]
     assert conditioning.shape == (2, 1, 16, 24)  # [B,1,h,w]: the UNet gets 4 + 1 channels
-    for index, picture in enumerate([_picture(), _picture(flip=True)]):
-        assert torch.allclose(conditioning[index:index + 1], _expected(hybrid_estimator, picture), atol=1e-3)
+    expected = torch.cat([_expected(hybrid_estimator, picture) for picture in (_picture(), _picture(flip=True))])
+    assert torch.allclose(conditioning, expected, atol=1e-3)
     assert not torch.allclose(conditioning[0], conditioning[1], atol=1e-2)
     assert depth_model.is_inpaint is True  # the host's model is left as it was found
     assert "img2img_image_conditioning" not in vars(p) and "Depth2img" in p.extra_generation_params
@@ -169,7 +183,7 @@ def test_an_uploaded_map_and_a_bad_setting(forge, depth_model, tmp_path):
         forge.processing.process_images(p, [_script(forge)])
 
 
-def test_preview_before_forge_has_loaded_any_model(forge, depth_model, hybrid_estimator):
+def test_preview_before_forge_has_loaded_any_model(forge, depth_model, tiny_hybrid):
     """Forge loads the model at the first generation: Preview depth works from the checkpoint picked."""
     from modules import sd_models
 
@@ -185,19 +199,16 @@ def test_preview_before_forge_has_loaded_any_model(forge, depth_model, hybrid_es
         image, message = preview.preview_depth(0, *pictures, True, "checkpoint")
         assert image is not None and "192x128" in message
         from lib_depth2img.depth_image import depth_to_image
-        from lib_depth2img.estimators import input_spec_for
-        from lib_depth2img.pipeline import condition_pictures
 
-        tensor = torch.from_numpy(np.asarray(_picture(), dtype=np.float32) / 255).permute(2, 0, 1)[None]
-        depth = condition_pictures(hybrid_estimator, tensor, (16, 24), input_spec=input_spec_for("dpt_hybrid")).depth
-        expected = np.asarray(depth_to_image(depth[0]).resize(image.size), dtype=float)
+        expected = np.asarray(depth_to_image(_depth(tiny_hybrid, _picture())[0]).resize(image.size), dtype=float)
         assert np.abs(np.asarray(image, dtype=float) - expected).mean() < 1
     finally:
         sd_models.checkpoint_aliases.clear()
         forge.shared.opts.data.pop("sd_model_checkpoint")
 
 
-def test_a_checkpoint_without_depth_weights_takes_the_release_file_or_says_which(forge, tmp_path, hybrid_rule_state):
+def test_a_checkpoint_without_depth_weights_takes_the_release_file_or_says_which(forge, tmp_path, tiny_estimators,
+                                                                                 tiny_hybrid_state):
     from modules import paths_internal
     from safetensors.torch import save_file
 
@@ -215,12 +226,12 @@ def test_a_checkpoint_without_depth_weights_takes_the_release_file_or_says_which
         message = str(error.value)
         assert "dpt_hybrid-midas-501f0c75.pt" in message and str(tmp_path / "models" / "midas") in message
         (tmp_path / "models" / "midas").mkdir(parents=True)
-        torch.save(hybrid_rule_state, tmp_path / "models" / "midas" / "dpt_hybrid-midas-501f0c75.pt")
+        torch.save(tiny_hybrid_state, tmp_path / "models" / "midas" / "dpt_hybrid-midas-501f0c75.pt")
         from lib_depth2img.estimators import create_estimator
         from lib_depth2img.weights import load_estimator_weights
 
         release = create_estimator("dpt_hybrid")
-        load_estimator_weights(release, hybrid_rule_state)
+        load_estimator_weights(release, tiny_hybrid_state)
         p, _ = _img2img(forge, model, [_picture()])
         assert torch.allclose(p.sampled_with[0], _expected(release, _picture()), atol=1e-3)
     finally:

@@ -2,22 +2,25 @@
 
 import pytest
 import torch
-from reference import synthetic_batch
+import torch.nn.functional as F
+from reference import conditioning_by_the_rule, depth_by_the_rule, synthetic_batch
 
 from lib_depth2img import Depth2ImgError
 from lib_depth2img.adjustments import DepthAdjustments, invert_depth
-from lib_depth2img.conditioning import build_depth_conditioning
-from lib_depth2img.depth import estimate_depth
 from lib_depth2img.generation_args import DepthArgs
 from lib_depth2img.pipeline import condition_pictures
 
 
 def test_conditioning_comes_from_one_resize_of_the_estimator_output(hybrid_estimator):
-    pictures = synthetic_batch(256, 384)
-    result = condition_pictures(hybrid_estimator, pictures, (32, 48))
-    assert result.depth.shape == (1, 1, 256, 384)  # 256x384 is already the estimator's size for this picture
-    direct = build_depth_conditioning(estimate_depth(hybrid_estimator, pictures, output_size=(32, 48)), (32, 48))
-    assert torch.allclose(result.conditioning, direct, atol=1e-6)
+    """End to end with the full-size DPT-Hybrid, against MiDaS's input rule and the training rule written out."""
+    pictures = synthetic_batch(128, 192)
+    result = condition_pictures(hybrid_estimator, pictures, (16, 24))
+    assert result.depth.shape == (1, 1, 256, 384)  # the estimator's own size for a 192x128 picture: the width x2
+    depth = depth_by_the_rule(hybrid_estimator, pictures, (256, 384))
+    assert torch.allclose(result.depth, depth, atol=1e-5 * depth.max().item())
+    assert torch.allclose(result.conditioning, conditioning_by_the_rule(depth, (16, 24)), atol=1e-5)
+    twice = F.interpolate(depth, size=(128, 192), mode="bicubic", align_corners=False)  # via the picture's size
+    assert not torch.allclose(result.conditioning, conditioning_by_the_rule(twice, (16, 24)), atol=1e-3)
 
 
 def test_invert_swaps_near_and_far_within_the_range():
@@ -26,16 +29,16 @@ def test_invert_swaps_near_and_far_within_the_range():
     assert torch.equal(invert_depth(invert_depth(depth)), depth)
 
 
-def test_inverted_conditioning_is_the_mirror_image(hybrid_estimator):
+def test_inverted_conditioning_is_the_mirror_image(tiny_hybrid):
     pictures = synthetic_batch(128, 128)
-    plain = condition_pictures(hybrid_estimator, pictures, (16, 16)).conditioning
-    inverted = condition_pictures(hybrid_estimator, pictures, (16, 16),
+    plain = condition_pictures(tiny_hybrid, pictures, (16, 16)).conditioning
+    inverted = condition_pictures(tiny_hybrid, pictures, (16, 16),
                                   adjustments=DepthAdjustments(invert=True)).conditioning
     assert torch.allclose(plain + inverted, torch.full_like(plain, plain.max().item() + plain.min().item()), atol=1e-3)
 
 
-def test_conditioning_dtype_is_the_callers(hybrid_estimator):
-    result = condition_pictures(hybrid_estimator, synthetic_batch(64, 64), (8, 8), dtype=torch.float16)
+def test_conditioning_dtype_is_the_callers(tiny_hybrid):
+    result = condition_pictures(tiny_hybrid, synthetic_batch(64, 64), (8, 8), dtype=torch.float16)
     assert result.conditioning.dtype == torch.float16 and result.depth.dtype == torch.float32
 
 

@@ -7,11 +7,12 @@ import cv2
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from PIL import Image
+from reference import conditioning_by_the_rule
 
 from lib_depth2img import Depth2ImgError
 from lib_depth2img.adjustments import DepthAdjustments, adjust_depth
-from lib_depth2img.conditioning import build_depth_conditioning
 from lib_depth2img.pipeline import condition_depth_map
 from lib_depth2img.user_depth import fit_depth_map, read_depth_map
 
@@ -117,4 +118,7 @@ def test_user_map_conditioning_follows_the_rule():
     depth_map = torch.linspace(0, 1, 30 * 40).view(1, 1, 30, 40)
     result = condition_depth_map(depth_map, (64, 96), (8, 12), resize_mode=1, dtype=torch.float16)
     assert result.depth.shape == (1, 1, 64, 96) and result.conditioning.dtype == torch.float16
-    assert torch.allclose(result.conditioning.float(), build_depth_conditioning(result.depth, (8, 12)), atol=1e-3)
+    # "Crop and resize": x2.4 covers 64x96 (72x96, bilinear), then the middle 64 rows
+    cropped = F.interpolate(depth_map, size=(72, 96), mode="bilinear", align_corners=False)[..., 4:68, :]
+    assert torch.allclose(result.depth, cropped, atol=1e-6)
+    assert torch.allclose(result.conditioning.float(), conditioning_by_the_rule(cropped, (8, 12)), atol=1e-3)

@@ -7,13 +7,11 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from test_webui_adapter import FakeSDModel, _as_tensor, _picture, depth_checkpoint, depth_model, webui
+from reference import depth_by_the_rule
+from webui_helpers import DPT_INPUT_OF_A_192x128_PICTURE, FakeSDModel, _as_tensor, _picture
 
 from lib_depth2img.depth_image import depth_to_image
-from lib_depth2img.estimators import input_spec_for
-from lib_depth2img.pipeline import condition_pictures
 
-__all__ = ["depth_checkpoint", "depth_model", "webui"]  # fixtures, shared with the img2img tests
 fastapi = pytest.importorskip("fastapi", reason="the depth endpoint is a FastAPI route, as the WebUI's API")
 pytest.importorskip("httpx", reason="FastAPI's test client needs httpx")
 
@@ -49,8 +47,7 @@ def test_depth_in_8_and_16_bits_at_the_size_asked(client, depth_model):
     assert body["seconds"] > 0 and (body["width"], body["height"]) == (192, 128)
     eight = _decoded(body["image"])
     assert eight.mode == "L" and eight.size == (192, 128) and counter.batches == [1]
-    depth = condition_pictures(model.depth_model.model, _as_tensor(picture), (16, 24),
-                               input_spec=input_spec_for("dpt_hybrid")).depth[0]
+    depth = depth_by_the_rule(model.depth_model.model, _as_tensor(picture), DPT_INPUT_OF_A_192x128_PICTURE)[0]
     # as the results' depth maps: stretched at the estimator's size, then resized (here by Pillow)
     expected = np.asarray(depth_to_image(depth).resize((192, 128), Image.BILINEAR), dtype=np.float64)
     assert np.abs(np.asarray(eight, dtype=np.float64) - expected).mean() < 1.0

@@ -8,16 +8,12 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from reference import synthetic_image
-from test_webui_adapter import FakeSDModel, _as_tensor, _picture, _script, depth_checkpoint, depth_model, webui
+from reference import conditioning_by_the_rule, depth_by_the_rule, synthetic_image
+from webui_helpers import FakeSDModel, _as_tensor, _expected, _picture, _script
 
 from lib_depth2img import Depth2ImgError
-from lib_depth2img.conditioning import build_depth_conditioning
-from lib_depth2img.estimators import input_spec_for
-from lib_depth2img.pipeline import condition_depth_map, condition_pictures
+from lib_depth2img.pipeline import condition_depth_map
 from lib_depth2img.user_depth import read_depth_map
-
-__all__ = ["depth_checkpoint", "depth_model", "webui"]  # fixtures, shared with the img2img tests
 
 
 def _txt2img(webui, script_args=(), width=128, height=128, **kwargs):
@@ -70,9 +66,8 @@ def test_a_reference_picture_gives_its_depth_not_its_colours(webui, depth_model)
     assert counter.batches == [1] and p.extra_generation_params["Depth2img depth"] == "picture for depth"
     # crop to 128x128: the WebUI scales 384x256 to 192x128 and keeps the middle 128 columns
     fitted = picture.resize((192, 128), Image.LANCZOS).crop((32, 0, 160, 128))
-    expected = condition_pictures(model.depth_model.model, _as_tensor(fitted), (16, 16),
-                                  input_spec=input_spec_for("dpt_hybrid")).conditioning
-    assert torch.allclose(_conditioning(p), expected, atol=1e-3)
+    depth = depth_by_the_rule(model.depth_model.model, _as_tensor(fitted), (384, 384))  # square: 384x384
+    assert torch.allclose(_conditioning(p), conditioning_by_the_rule(depth, (16, 16)), atol=1e-3)
 
 
 def test_a_reference_picture_seen_before_costs_no_forward(webui, depth_model):
@@ -99,7 +94,7 @@ def test_hires_fix_conditions_its_second_pass_on_the_same_depth(webui, depth_mod
     hires = _conditioning(p, "hires")
     assert hires.shape == (1, 1, 32, 32) and model.native_depth_calls == 0
     first_pass_depth = condition_depth_map(read_depth_map(encoded), (128, 128), (16, 16), resize_mode=1).depth
-    assert torch.allclose(hires, build_depth_conditioning(first_pass_depth, (32, 32)))
+    assert torch.allclose(hires, conditioning_by_the_rule(first_pass_depth, (32, 32)), atol=1e-6)
     assert _white_columns(hires) == 8  # 4 of 16 latent columns, twice as many at twice the size
     depth_picture = processed.images[-1]
     assert depth_picture.size == processed.images[0].size == (256, 256)
@@ -113,10 +108,9 @@ def test_hires_fix_to_another_aspect_ratio_crops_the_depth_as_the_latent(webui, 
                             enable_hr=True, hr_resize_x=256, hr_resize_y=192, hr_upscaler="Latent")
     first, hires = _conditioning(p), _conditioning(p, "hires")
     assert hires.shape == (1, 1, 24, 32) and p.truncate_y == 8
-    depth = condition_pictures(model.depth_model.model, _as_tensor(_picture().resize((192, 128), Image.LANCZOS)
-                                                                   .crop((32, 0, 160, 128))),
-                               (16, 16), input_spec=input_spec_for("dpt_hybrid")).depth
-    assert torch.allclose(hires, build_depth_conditioning(depth, (32, 32))[..., 4:28, :], atol=1e-3)
+    fitted = _picture().resize((192, 128), Image.LANCZOS).crop((32, 0, 160, 128))
+    depth = depth_by_the_rule(model.depth_model.model, _as_tensor(fitted), (384, 384))  # square: 384x384
+    assert torch.allclose(hires, conditioning_by_the_rule(depth, (32, 32))[..., 4:28, :], atol=1e-3)
     assert first.shape == (1, 1, 16, 16) and processed.images[-1].size == (256, 192)
 
 
@@ -165,10 +159,8 @@ def test_img2img_takes_depth_from_another_picture(webui, depth_model):
     p = webui.processing.StableDiffusionProcessingImg2Img([colours], 192, 128, script_args=[
         {"depth_picture": depth_source}])
     webui.processing.process_images(p, [_script(webui)])
-    expected = condition_pictures(model.depth_model.model, _as_tensor(depth_source), (16, 24),
-                                  input_spec=input_spec_for("dpt_hybrid")).conditioning
-    own = condition_pictures(model.depth_model.model, _as_tensor(colours), (16, 24),
-                             input_spec=input_spec_for("dpt_hybrid")).conditioning
+    expected = _expected(model.depth_model.model, _as_tensor(depth_source))
+    own = _expected(model.depth_model.model, _as_tensor(colours))
     assert torch.allclose(p.sampled_with[0], expected, atol=1e-3)
     assert not torch.allclose(p.sampled_with[0], own, atol=1e-2)
     assert p.extra_generation_params["Depth2img depth"] == "picture for depth"
@@ -188,8 +180,7 @@ def test_batch_tab_pictures_find_their_pictures_for_depth_by_name(webui, depth_m
     house, street = img2img.process_batch(p, str(inputs), "", "", [_script(webui)])  # sorted: house, street
     assert torch.allclose(street, house, atol=1e-5)  # both from the same picture for depth, not their own
     model, _ = depth_model
-    own = condition_pictures(model.depth_model.model, _as_tensor(_picture()), (16, 24),
-                             input_spec=input_spec_for("dpt_hybrid")).conditioning
+    own = _expected(model.depth_model.model, _as_tensor(_picture()))
     assert not torch.allclose(street, own, atol=1e-2)
 
 
@@ -235,7 +226,6 @@ def test_the_depth_folder_outside_the_batch_tab_leaves_the_init_picture(webui, d
     p = webui.processing.StableDiffusionProcessingImg2Img([_picture()], 192, 128, script_args=[
         {"depth_map_folder": str(tmp_path)}])
     webui.processing.process_images(p, [_script(webui)])
-    own = condition_pictures(model.depth_model.model, _as_tensor(_picture()), (16, 24),
-                             input_spec=input_spec_for("dpt_hybrid")).conditioning
+    own = _expected(model.depth_model.model, _as_tensor(_picture()))
     assert torch.allclose(p.sampled_with[0], own, atol=1e-3)
     assert p.extra_generation_params["Depth2img depth"] == "init picture"

@@ -4,6 +4,7 @@ safetensors with metadata. Each is indexed, recognised and read; torch's own loa
 
 import copy
 import functools
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,11 +13,10 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from reference import rule_weights, synthetic_image
+from reference import depth_by_the_rule, rule_weights, synthetic_image
 from safetensors.torch import save_file
 
 from lib_depth2img.checkpoint import DEPTH_WEIGHTS_PREFIX, UNET_INPUT_KEY, inspect_checkpoint
-from lib_depth2img.depth import estimate_depth
 from lib_depth2img.estimators import ESTIMATORS, create_estimator, detect_estimator
 from lib_depth2img.tensor_index import read_tensor_index
 from lib_depth2img.torch_pickle import unwrap_state_dict
@@ -74,8 +74,8 @@ def _lightning_checkpoint(path: Path, estimator: torch.nn.Module) -> None:
 
 
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory) -> dict[str, tuple[Path, str, str]]:
-    """file label -> (path, the estimator it holds, the key prefix it is under)."""
+def corpus(tmp_path_factory):
+    """file label -> (path, the estimator it holds, the key prefix it is under). About 4 GB, removed afterwards."""
     folder = tmp_path_factory.mktemp("corpus")
     files = {}
     for name, spec in ESTIMATORS.items():
@@ -106,7 +106,8 @@ def corpus(tmp_path_factory) -> dict[str, tuple[Path, str, str]]:
     save_file(dict(_module("depth_anything_v2_vits").state_dict()), str(vits),
               metadata={"format": "pt", "modelspec.title": "Depth Anything V2 Small"})
     files["safetensors with metadata"] = (vits, "depth_anything_v2_vits", "")
-    return files
+    yield files
+    shutil.rmtree(folder)
 
 
 LABELS = [*ESTIMATORS, "legacy layout", "MiDaS model+optimizer", "Lightning", "Lightning, legacy layout",
@@ -144,9 +145,24 @@ def test_lightning_checkpoint_is_a_depth_model_with_its_weights(corpus):
     assert read_tensor_index(corpus["Lightning"][0])[UNET_INPUT_KEY].shape == (8, 5, 3, 3)
 
 
+def _picture_pixels() -> np.ndarray:
+    return (synthetic_image(72, 72) * 255).round().astype(np.uint8)  # square: the smallest input
+
+
 def _picture(path: Path) -> Path:
-    Image.fromarray((synthetic_image(72, 72) * 255).round().astype(np.uint8)).save(path)  # square: the smallest input
+    Image.fromarray(_picture_pixels()).save(path)
     return path
+
+
+@functools.cache  # two files hold each of MiDaS v2.1 small and DPT-Hybrid
+def _expected_map(name: str) -> np.ndarray:
+    """The saved module's depth of the picture by the input rule written out, stretched to [0, 1] as the CLI does."""
+    pixels = torch.from_numpy(_picture_pixels().astype(np.float32) / 255).permute(2, 0, 1)[None]
+    spec = ESTIMATORS[name].input_spec  # a square picture enters at the rule's own size, whatever the rule
+    depth = depth_by_the_rule(_module(name), pixels, (spec.size, spec.size), spec.mean, spec.std, output_size=(72, 72),
+                              output_mode=spec.output_mode, output_align_corners=spec.output_align_corners)
+    depth = depth[0, 0].double().numpy()
+    return (depth - depth.min()) / (depth.max() - depth.min())
 
 
 @pytest.mark.parametrize("label", [*ESTIMATORS, "legacy layout", "Lightning, legacy layout"])
@@ -161,8 +177,6 @@ def test_the_cli_recognises_and_uses_each_file(corpus, label, tmp_path):
     assert name in result.stderr  # it says which estimator it recognised
     with Image.open(tmp_path / "scene-depth.png") as written:
         got = np.asarray(written, dtype=np.float64) / 65535
-    pixels = torch.from_numpy(np.asarray(Image.open(picture), dtype=np.float32) / 255).permute(2, 0, 1)[None]
-    depth = estimate_depth(_module(name), pixels)[0, 0].double().numpy()
-    expected = (depth - depth.min()) / (depth.max() - depth.min())
+    expected = _expected_map(name)
     assert got.shape == expected.shape
     assert np.abs(got - expected).max() < 2e-3
