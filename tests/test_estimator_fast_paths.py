@@ -200,3 +200,13 @@ def test_convolutions_run_channels_last_on_cpu_and_go_back_elsewhere(hybrid_rule
     assert all(m.weight.is_contiguous() for m in estimator.modules() if isinstance(m, nn.Conv2d))
     for key, value in estimator.state_dict().items():
         assert torch.equal(value, hybrid_rule_state[key]), key  # the same numbers in any layout
+
+
+def test_an_estimator_from_a_safetensors_checkpoint_keeps_its_weights_in_the_file(depth_checkpoint_file,
+                                                                                  hybrid_rule_state):
+    from lib_depth2img.checkpoint_estimator import load_checkpoint_estimator
+
+    estimator = load_checkpoint_estimator(depth_checkpoint_file, "dpt_hybrid")
+    weight = estimator.pretrained.model.blocks[5].mlp.fc1.weight
+    assert weight.untyped_storage().nbytes() == depth_checkpoint_file.stat().st_size  # no copy in memory
+    assert torch.equal(weight, hybrid_rule_state["pretrained.model.blocks.5.mlp.fc1.weight"])
