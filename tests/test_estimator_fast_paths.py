@@ -85,6 +85,22 @@ def test_standardised_weight_is_cached_and_recomputed_when_the_weight_changes():
     assert out.dtype == torch.float64 and torch.allclose(out.float(), _uncached(conv, x), atol=1e-5)
 
 
+def test_a_copied_or_pickled_convolution_remakes_its_standardised_weight():
+    import copy
+    import pickle
+
+    conv = _conv_with(torch.randn(4, 3, 3, 3))
+    x = torch.randn(1, 3, 8, 8)
+    with torch.no_grad():
+        conv(x)
+        for twin in (copy.deepcopy(conv), pickle.loads(pickle.dumps(conv))):
+            assert twin._standardised is None
+            with torch.no_grad():
+                twin.weight.mul_(-1)
+            assert torch.allclose(twin(x), _uncached(twin, x), atol=1e-5)
+        assert torch.allclose(conv(x), _uncached(conv, x), atol=1e-5)
+
+
 def test_standardised_weight_keeps_its_gradient_under_autograd():
     conv = _conv_with(torch.randn(4, 3, 3, 3))
     with torch.no_grad():
