@@ -54,6 +54,10 @@ class StdConv2dSame(nn.Conv2d):
         self._standardised: torch.Tensor | None = None
         self._standardised_from: tuple = ()
 
+    def __getstate__(self) -> dict:
+        """Copies and pickles leave the cache behind (it holds a weak reference, and is cheap to remake)."""
+        return {**self.__dict__, "_standardised": None, "_standardised_from": ()}
+
     def _standardise(self, weight: torch.Tensor) -> torch.Tensor:
         flat = weight.reshape(1, self.out_channels, -1)
         standardised = F.batch_norm(flat, None, None, training=True, momentum=0.0, eps=self.eps)
