@@ -117,8 +117,8 @@ def _assert_chw_matches(x: torch.Tensor, expected: dict, tolerance: float) -> No
         assert x[tuple(entry["index"])].item() == pytest.approx(entry["value"], abs=tolerance)
 
 
-def assert_matches(output: torch.Tensor, expected: dict) -> None:
-    """``output`` [1,1,h,w] against a fixture summary, within TOLERANCE of the expected output's range."""
+def assert_matches(output: torch.Tensor, expected: dict, tolerance: float = TOLERANCE) -> None:
+    """``output`` [1,1,h,w] against a fixture summary, within ``tolerance`` of the expected output's range."""
     assert list(output.shape) == expected["output_shape"]
     truth = expected["float64"]
     output = output.double()
@@ -126,14 +126,14 @@ def assert_matches(output: torch.Tensor, expected: dict) -> None:
     assert scale > 0 and truth["zero_fraction"] < 0.5  # the fixture itself is not degenerate
     for stat, value in (("mean", output.mean()), ("std", output.std(unbiased=False)),
                         ("max", output.max()), ("min", output.min())):
-        assert value.item() == pytest.approx(truth[stat], rel=TOLERANCE, abs=TOLERANCE * scale), stat
+        assert value.item() == pytest.approx(truth[stat], rel=tolerance, abs=tolerance * scale), stat
     for entry in truth["values_at"]:
-        assert output[tuple(entry["index"])].item() == pytest.approx(entry["value"], abs=TOLERANCE * scale)
+        assert output[tuple(entry["index"])].item() == pytest.approx(entry["value"], abs=tolerance * scale)
     h, w = output.shape[-2:]
     blocks = torch.tensor([[output[0, 0, i * h // 8:(i + 1) * h // 8, j * w // 8:(j + 1) * w // 8].mean().item()
                             for j in range(8)] for i in range(8)], dtype=torch.float64)
     expected_blocks = torch.tensor(truth["block_means_8x8"], dtype=torch.float64)
-    assert (blocks - expected_blocks).abs().max().item() <= TOLERANCE * scale, "block means"
+    assert (blocks - expected_blocks).abs().max().item() <= tolerance * scale, "block means"
 
 
 class _AlsoRunning(nn.Module):
