@@ -95,6 +95,17 @@ def _summary(runs: list[tuple[float, float]]) -> dict:
             "runs_s": [round(w, 4) for w in wall]}
 
 
+def _cuda_forward_peak(model: torch.nn.Module, x: torch.Tensor) -> float:
+    """How far one forward raises the GPU memory allocated above what the weights and input hold."""
+    torch.cuda.synchronize()
+    before = torch.cuda.memory_allocated()
+    torch.cuda.reset_peak_memory_stats()
+    with torch.inference_mode():
+        model(x)
+    torch.cuda.synchronize()
+    return round((torch.cuda.max_memory_allocated() - before) / 2**20, 1)
+
+
 def alternate(runners: dict, repeats: int, sync) -> dict[str, list[tuple[float, float]]]:
     """(wall, process CPU) seconds of each runner once per round, the order reversed every other round;
     two untimed rounds first. CPU time counts this process's threads only, so it moves less than the
@@ -135,6 +146,9 @@ def timing_rows(name: str, reference_class, settings: list[tuple[str, str, int]]
         row = {"device": device, "dtype": dtype_name, "batch": batch, "input": [size, size],
                "load_average_before": load_before, "load_average_after": _load_average(),
                **{label: _summary(t) for label, t in times.items()}}
+        if device == "cuda":
+            for label, model in models.items():
+                row[label]["forward_peak_mib"] = _cuda_forward_peak(model, x)
         if "reference" in models:
             with torch.inference_mode():
                 ours, theirs = models["ours"](x).double(), models["reference"](x).double()
@@ -242,15 +256,19 @@ def main() -> None:
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 4], help="float32 batch sizes")
     parser.add_argument("--bfloat16-batch", type=int, default=1, help="0 leaves bfloat16 out")
     parser.add_argument("--memory-repeats", type=int, default=2, help="0 leaves the memory runs out")
+    parser.add_argument("--devices", nargs="+", default=["cpu", "cuda"], choices=["cpu", "cuda"],
+                        help="where to time (cuda only where it is available; memory runs are CPU only)")
     parser.add_argument("--webui", help="WebUI folder holding the ldm sources (default: $DEPTH2IMG_WEBUI_DIR)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     ldm = ldm_path(args.webui)
     reference_class, missing = import_reference(ldm)
-    settings = [("cpu", "float32", batch) for batch in args.batches]
-    if args.bfloat16_batch:
-        settings.append(("cpu", "bfloat16", args.bfloat16_batch))
-    if torch.cuda.is_available():
+    settings = []
+    if "cpu" in args.devices:
+        settings += [("cpu", "float32", batch) for batch in args.batches]
+        if args.bfloat16_batch:
+            settings.append(("cpu", "bfloat16", args.bfloat16_batch))
+    if "cuda" in args.devices and torch.cuda.is_available():
         settings += [("cuda", dtype, batch) for dtype in ("float32", "float16", "bfloat16") for batch in args.batches]
     report: dict = {
         "machine": {"python": platform.python_version(), "torch": torch.__version__, "threads": args.threads,
