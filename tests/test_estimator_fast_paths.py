@@ -1,5 +1,6 @@
 """The estimators' fast paths give the numbers of the plain ones: attention chosen by device and dtype, the
-ResNet stem's cached standardised weights, and a meta-device build loaded without a second copy."""
+transformer's linear layers on oneDNN for many tokens, the ResNet stem's cached standardised weights, and a
+meta-device build loaded without a second copy."""
 
 import pytest
 import torch
@@ -51,6 +52,28 @@ def test_attention_kernel_is_chosen_by_dtype_on_cpu_and_gives_the_same_numbers(m
     if not fused:  # the explicit path and torch's fused kernel agree to the dtype's rounding
         fused_out = fused_kernel(q, k, v).double()
         assert (out.double() - fused_out).abs().max().item() < 2 * tolerance * expected.abs().max().item()
+
+
+@pytest.mark.skipif(vit._ONEDNN_LINEAR is None, reason="this torch has no oneDNN linear kernel")
+@pytest.mark.parametrize(("tokens", "grad", "onednn"), [(vit.ONEDNN_MIN_ROWS, False, True),
+                                                        (vit.ONEDNN_MIN_ROWS - 1, False, False),
+                                                        (vit.ONEDNN_MIN_ROWS, True, False)])
+def test_token_linear_takes_onednn_only_for_many_tokens_without_autograd(monkeypatch, tokens, grad, onednn):
+    calls = []
+    kernel = vit._ONEDNN_LINEAR
+    monkeypatch.setattr(vit, "_ONEDNN_LINEAR", lambda *args: calls.append(args[0].shape) or kernel(*args))
+    generator = torch.Generator().manual_seed(1)
+    layer = vit.TokenLinear(64, 96)
+    with torch.no_grad():
+        layer.weight.copy_(torch.randn(96, 64, generator=generator) / 8)
+        layer.bias.copy_(torch.randn(96, generator=generator))
+    x = torch.randn(1, tokens, 64, generator=generator)
+    with torch.set_grad_enabled(grad):
+        out = layer(x)
+    assert bool(calls) is onednn
+    assert out.shape == (1, tokens, 96) and out.requires_grad is grad
+    expected = x.double() @ layer.weight.detach().double().T + layer.bias.detach().double()
+    assert (out.detach().double() - expected).abs().max().item() < 1e-5 * expected.abs().max().item()
 
 
 def _conv_with(weight: torch.Tensor) -> StdConv2dSame:
