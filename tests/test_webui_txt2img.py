@@ -12,8 +12,6 @@ from reference import conditioning_by_the_rule, depth_by_the_rule, synthetic_ima
 from webui_helpers import FakeSDModel, _as_tensor, _expected, _picture, _script
 
 from lib_depth2img import Depth2ImgError
-from lib_depth2img.pipeline import condition_depth_map
-from lib_depth2img.user_depth import read_depth_map
 
 
 def _txt2img(webui, script_args=(), width=128, height=128, **kwargs):
@@ -29,6 +27,16 @@ def _stripe_map(tmp_path) -> str:
     path = tmp_path / "stripe.png"
     cv2.imwrite(str(path), values)
     return base64.b64encode(path.read_bytes()).decode()
+
+
+def _stripe_fitted_by_hand(fit: str) -> torch.Tensor:
+    """The stripe map fitted to 128x128 by OpenCV, whose linear resize (no antialiasing) is the WebUI's
+    rule for maps. Crop: the middle 64 of 256 columns (96-159; zero at both cuts, so cutting before or
+    after scaling x2 gives the same), scaled x2. Stretch: rows x2, columns halved. ``[1,1,128,128]``."""
+    values = np.zeros((64, 256), dtype=np.float32)
+    values[:, 112:128] = 1.0
+    source = values[:, 96:160] if fit == "crop" else values
+    return torch.from_numpy(cv2.resize(source, (128, 128), interpolation=cv2.INTER_LINEAR))[None, None]
 
 
 def _conditioning(p, which="first"):
@@ -51,9 +59,8 @@ def test_a_depth_map_conditions_txt2img_fitted_as_chosen(webui, depth_model, tmp
     conditioning = _conditioning(p)
     assert conditioning.shape == (2, 1, 16, 16) and torch.equal(conditioning[0], conditioning[1])
     assert _white_columns(conditioning) == columns
-    expected = condition_depth_map(read_depth_map(encoded), (128, 128), (16, 16),
-                                   resize_mode={"crop": 1, "stretch": 0}[fit]).conditioning
-    assert torch.allclose(conditioning[:1], expected)
+    expected = conditioning_by_the_rule(_stripe_fitted_by_hand(fit), (16, 16))
+    assert torch.allclose(conditioning[:1], expected, atol=1e-5)
     assert counter.batches == [] and model.native_depth_calls == 0  # a map costs no forward
     assert p.extra_generation_params["Depth2img depth"] == "map"
     assert p.extra_generation_params["Depth2img fit"] == fit
@@ -93,8 +100,7 @@ def test_hires_fix_conditions_its_second_pass_on_the_same_depth(webui, depth_mod
                             enable_hr=True, hr_scale=2.0, hr_upscaler=upscaler)
     hires = _conditioning(p, "hires")
     assert hires.shape == (1, 1, 32, 32) and model.native_depth_calls == 0
-    first_pass_depth = condition_depth_map(read_depth_map(encoded), (128, 128), (16, 16), resize_mode=1).depth
-    assert torch.allclose(hires, conditioning_by_the_rule(first_pass_depth, (32, 32)), atol=1e-6)
+    assert torch.allclose(hires, conditioning_by_the_rule(_stripe_fitted_by_hand("crop"), (32, 32)), atol=1e-5)
     assert _white_columns(hires) == 8  # 4 of 16 latent columns, twice as many at twice the size
     depth_picture = processed.images[-1]
     assert depth_picture.size == processed.images[0].size == (256, 256)
