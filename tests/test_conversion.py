@@ -115,15 +115,16 @@ def test_a_pickled_ckpt_without_yaml_converts_like_the_safetensors_file(converte
     state_dict._metadata = collections.OrderedDict({"": {"version": 1}})
     torch.save({"state_dict": state_dict, "global_step": 0, "callbacks": {"ModelCheckpoint": {}}}, legacy)
     try:
-        run, peak = run_convert(legacy, tmp_path / "back", "--to", "diffusers")
-        assert peak, run.stderr
-        assert "copy tokenizer/ and feature_extractor/" in run.stderr
+        # A folder an earlier conversion left, with a note of the person's and a config damaged by hand: one
+        # full conversion (CI time) both refuses to touch it without --overwrite and repairs it with it.
+        (tmp_path / "back" / "unet").mkdir(parents=True)
         (tmp_path / "back" / "notes.txt").write_text("mine")
-        (tmp_path / "back" / "unet" / "config.json").write_text("{}")  # damaged by hand: --overwrite repairs it
+        (tmp_path / "back" / "unet" / "config.json").write_text("{}")
         refused, _ = run_convert(legacy, tmp_path / "back", "--to", "diffusers")
         assert refused.returncode == 2 and "--overwrite" in refused.stderr
         run, peak = run_convert(legacy, tmp_path / "back", "--to", "diffusers", "--overwrite")
         assert peak, run.stderr
+        assert "copy tokenizer/ and feature_extractor/" in run.stderr
         assert (tmp_path / "back" / "notes.txt").read_text() == "mine"  # only the model's own files replaced
         assert json.loads((tmp_path / "back" / "unet" / "config.json").read_text())["in_channels"] == 5
         for name in ("unet", "text_encoder"):
