@@ -66,3 +66,20 @@ def test_whole_pipeline_with_torch_transform(hybrid_estimator, case):
     conditioning = build_depth_conditioning(depth, expected["latent_size"])
     _assert_matches(conditioning, expected["ldm_get_input"], value_tolerance=1e-3)
     assert np.isfinite(conditioning.numpy()).all()
+
+
+def test_a_changed_weight_fails_the_check(hybrid_estimator):
+    """The check can fail: 10% more on one transformer weight puts the output out of tolerance."""
+    case = min(CASES, key=lambda c: c["input_height"] * c["input_width"])
+    weight = hybrid_estimator.state_dict()["pretrained.model.blocks.5.attn.proj.weight"]
+    original = weight.clone()
+    try:
+        with torch.no_grad():
+            weight.mul_(1.1)
+        with torch.inference_mode():
+            output = hybrid_estimator(_reference_input(case)).unsqueeze(1)
+    finally:
+        with torch.no_grad():
+            weight.copy_(original)
+    with pytest.raises(AssertionError):
+        _assert_matches(output, case["float64"], value_tolerance=1e-4)
