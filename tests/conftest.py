@@ -1,4 +1,5 @@
 import importlib.util
+import os
 import sys
 from pathlib import Path
 
@@ -14,6 +15,12 @@ from webui_helpers import IMITATION, ROOT, FakeSDModel, ForwardCounter  # noqa: 
 
 from lib_depth2img.estimators import create_estimator  # noqa: E402
 from lib_depth2img.weights import load_estimator_weights  # noqa: E402
+
+# pytest-xdist runs test files side by side (pyproject's addopts): each worker takes its share of the cores,
+# so torch's threads do not outnumber them.
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if _WORKERS > 1:
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // _WORKERS))
 
 
 @pytest.fixture(scope="session")
