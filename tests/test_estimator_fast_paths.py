@@ -76,6 +76,18 @@ def test_token_linear_takes_onednn_only_for_many_tokens_without_autograd(monkeyp
     assert (out.detach().double() - expected).abs().max().item() < 1e-5 * expected.abs().max().item()
 
 
+def test_token_linear_keeps_the_default_kernel_where_onednn_was_not_measured_or_cannot_run(monkeypatch):
+    monkeypatch.setattr(vit.platform, "machine", lambda: "arm64")  # Apple silicon, Linux on ARM: not measured
+    assert vit._onednn_linear() is None
+    monkeypatch.setattr(vit.platform, "machine", lambda: "x86_64")
+
+    def broken(*args):
+        raise RuntimeError("could not create a primitive")
+
+    monkeypatch.setattr(torch.ops.mkldnn, "_linear_pointwise", broken)
+    assert vit._onednn_linear() is None
+
+
 def _conv_with(weight: torch.Tensor) -> StdConv2dSame:
     conv = StdConv2dSame(weight.shape[1], weight.shape[0], weight.shape[-1], stride=2)
     with torch.no_grad():

@@ -8,6 +8,8 @@ DPT never reads their output, so they are not run.
 
 from __future__ import annotations
 
+import platform
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -34,16 +36,22 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor
 # Rows (tokens of all pictures) from which oneDNN's matrix product beats the default one on CPU in float32.
 # Whole forwards on 2 threads, torch 2.1.2 / 2.13: DPT at 577 rows (one picture) 0.99-1.04x / 0.92x;
 # Depth Anything V2 Base at 1370 (one picture) 0.94x / 0.83x; Small and Base at 2740 0.91x / 0.83-0.87x;
-# DPT-Hybrid and DPT-Large at 2308 (four pictures) 0.89-0.93x.
+# DPT-Hybrid at 2308 (four pictures) 0.93x / 0.89x. All on x86-64, the only processor measured.
 ONEDNN_MIN_ROWS = 1024
 
 
 def _onednn_linear():
-    """torch's oneDNN linear (the kernel torch.compile picks on CPU), or None where this torch lacks it."""
-    try:
-        return torch.ops.mkldnn._linear_pointwise if torch.backends.mkldnn.is_available() else None
-    except (AttributeError, RuntimeError):
+    """torch's oneDNN linear (the kernel torch.compile picks on CPU), or None: on processors other than
+    x86-64 (not measured), and where this torch lacks the kernel or cannot run it."""
+    if platform.machine().lower() not in ("x86_64", "amd64") or not torch.backends.mkldnn.is_available():
         return None
+    try:
+        kernel = torch.ops.mkldnn._linear_pointwise
+        # A build may list the kernel and still fail to run it.
+        kernel(torch.ones(1, 2), torch.ones(3, 2), torch.zeros(3), "none", [], "")
+    except (AttributeError, RuntimeError, NotImplementedError):
+        return None
+    return kernel
 
 
 _ONEDNN_LINEAR = _onednn_linear()
