@@ -8,6 +8,7 @@ DPT never reads their output, so they are not run.
 
 from __future__ import annotations
 
+import functools
 import platform
 
 import torch
@@ -40,7 +41,8 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor
 ONEDNN_MIN_ROWS = 1024
 
 
-def _onednn_linear():
+@functools.cache  # asked at the first large CPU forward, not at import: the probe costs the WebUI's start-up 20 ms
+def onednn_linear():
     """torch's oneDNN linear (the kernel torch.compile picks on CPU), or None: on processors other than
     x86-64 (not measured), and where this torch lacks the kernel or cannot run it."""
     if platform.machine().lower() not in ("x86_64", "amd64") or not torch.backends.mkldnn.is_available():
@@ -54,17 +56,14 @@ def _onednn_linear():
     return kernel
 
 
-_ONEDNN_LINEAR = _onednn_linear()
-
-
 class TokenLinear(nn.Linear):
     """``nn.Linear`` (same parameters, same numbers up to rounding) that takes oneDNN's kernel for the
     token-heavy CPU float32 inference case, where it is faster."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if (_ONEDNN_LINEAR is not None and x.device.type == "cpu" and x.dtype == torch.float32
-                and not torch.is_grad_enabled() and x.numel() >= ONEDNN_MIN_ROWS * x.shape[-1]):
-            return _ONEDNN_LINEAR(x, self.weight, self.bias, "none", [], "")
+        if (x.device.type == "cpu" and x.dtype == torch.float32 and not torch.is_grad_enabled()
+                and x.numel() >= ONEDNN_MIN_ROWS * x.shape[-1] and onednn_linear() is not None):
+            return onednn_linear()(x, self.weight, self.bias, "none", [], "")
         return super().forward(x)
 
 
