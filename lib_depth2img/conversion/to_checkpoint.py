@@ -21,8 +21,8 @@ from lib_depth2img.estimators import create_estimator
 
 
 def _midas_layout() -> dict[str, tuple[int, ...]]:
-    with torch.device("meta"):  # shapes only: no memory for weights
-        return {k: tuple(v.shape) for k, v in create_estimator("dpt_hybrid").state_dict().items()}
+    shapes_only = create_estimator("dpt_hybrid", device="meta")  # no memory for weights
+    return {k: tuple(v.shape) for k, v in shapes_only.state_dict().items()}
 
 
 def _in_checkpoint(component: str, plan: list[Planned]) -> list[Planned]:
