@@ -86,14 +86,22 @@ def running_webui(webui_dir: str, data_dir: Path, checkpoint: Path | None = None
     command = [python, "launch.py", "--skip-prepare-environment", "--skip-torch-cuda-test", "--use-cpu", "all",
                "--no-half", "--precision", "full", "--api", "--data-dir", str(data_dir), "--skip-version-check",
                "--no-download-sd-model"]
-    with serving(command, webui_dir, data_dir / "webui.log", data_dir, checkpoint) as instance:
+    with serving(command, webui_dir, data_dir / "webui.log", data_dir, checkpoint,
+                 loaded_line="Model loaded in") as instance:
         yield instance
 
 
 @contextlib.contextmanager
-def serving(command: list[str], cwd: str, log: Path, data_dir: Path, checkpoint: Path):
+def serving(command: list[str], cwd: str, log: Path, data_dir: Path, checkpoint: Path,
+            loaded_line: str | None = None):
     """Runs ``command`` (a host's launch.py, less the port) on a free loopback port until the context ends,
-    with ``checkpoint`` selected and loaded."""
+    with ``checkpoint`` selected and loaded.
+
+    ``loaded_line``: the log line a host prints when its start-up load has finished. The WebUI sets
+    ``sd_model_checkpoint`` at the start of that load, so the option alone does not say it is over, and a
+    checkpoint change asked for meanwhile starts a second, overlapping load: that leaves the WebUI's
+    ``load_state_dict`` patch in place until it restarts. Without it (Forge loads at the first generation)
+    the option is what there is to wait for."""
     port = _free_port()
     with log.open("w") as log_file:
         server = subprocess.Popen([*command, "--port", str(port)], cwd=cwd, env=ENV, stdout=log_file,
@@ -102,10 +110,15 @@ def serving(command: list[str], cwd: str, log: Path, data_dir: Path, checkpoint:
     instance.checkpoint = checkpoint.stem
     try:
         _wait_until_up(instance, server)
-        _wait_for_checkpoint(instance, lambda loaded: loaded is not None)
-        response = instance.post("/sdapi/v1/options", {"sd_model_checkpoint": checkpoint.name})
-        assert response.status_code == 200, response.text
-        _wait_for_checkpoint(instance, lambda loaded: (loaded or "").startswith(checkpoint.stem))
+        if loaded_line is not None:
+            _wait_for_log_line(instance, server, loaded_line)
+        else:
+            _wait_for_checkpoint(instance, lambda loaded: loaded is not None)
+        if not _selected(instance.get("/sdapi/v1/options").json().get("sd_model_checkpoint"), checkpoint):
+            # the change runs its load within the request, under the queue lock
+            response = instance.post("/sdapi/v1/options", {"sd_model_checkpoint": checkpoint.name})
+            assert response.status_code == 200, response.text
+            _wait_for_checkpoint(instance, lambda loaded: _selected(loaded, checkpoint))
         yield instance
     finally:
         server.terminate()
@@ -113,6 +126,21 @@ def serving(command: list[str], cwd: str, log: Path, data_dir: Path, checkpoint:
             server.wait(timeout=60)
         except subprocess.TimeoutExpired:
             server.kill()
+
+
+def _selected(loaded: str | None, checkpoint: Path) -> bool:
+    """The option holds a checkpoint's title (``name.safetensors [hash]``) or the name it was set to."""
+    return (loaded or "").split(" [")[0] in (checkpoint.name, checkpoint.stem)
+
+
+def _wait_for_log_line(instance: WebUI, server: subprocess.Popen, line: str, timeout: float = 600) -> None:
+    deadline = time.monotonic() + timeout
+    while line not in (text := instance.log.read_text(errors="replace")):
+        failed = "model failed to load" in text
+        if failed or server.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"the host's first model load did not finish ({line!r} never printed):\n"
+                               f"{text[-4000:]}")
+        time.sleep(1)
 
 
 def _wait_until_up(instance: WebUI, server: subprocess.Popen, timeout: float = 600) -> None:
