@@ -9,10 +9,10 @@ else is decoded and no decode asks for more memory than the limit allows.
 
 from __future__ import annotations
 
-import base64
 import binascii
 import io
 import os
+import re
 import struct
 import warnings
 import zlib
@@ -33,29 +33,47 @@ FORMAT_NAMES = "PNG, JPEG, WebP, TIFF or BMP"
 # pixel (16-bit RGBA) and the readers stay within about 20 (tests/benchmark_input_memory.py): 1.3 GB at this limit.
 MAX_PICTURE_PIXELS = 64_000_000
 MAX_OWN_PICTURE_PIXELS = 500_000_000  # the CLI's pictures: a person's own panorama on their own machine
+# A picture file sent as data: a 64 MP photo as PNG is about 100 MB. The web server holds the request and its
+# parsed text besides, so the bytes sent cost about four times their size before the first pixel is decoded.
+MAX_PICTURE_BYTES = 128 * 2**20
 _WHITESPACE = b" \t\r\n\v\f"
 _STANDARD_ALPHABET = bytes.maketrans(b"-_", b"+/")  # the URL-safe alphabet read as the standard one
+_NOT_STANDARD = tuple(bytes([byte]) for byte in b"-_" + _WHITESPACE)
+_BASE64_LETTERS = re.compile(rb"[A-Za-z0-9+/]*")
 # what a bad decode raises inside Pillow; reported as our error with the picture's name
 _DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, IndexError, KeyError, struct.error, zlib.error)
 
 
 def decoded_base64(text: str, what: str) -> bytes:
-    """The bytes ``text`` holds in base64, as people send it; our error, naming ``what``, if it holds none."""
+    """The bytes ``text`` holds in base64, as people send it; our error, naming ``what``, if it holds none.
+    At most ``MAX_PICTURE_BYTES``, refused from the text's length before anything is copied."""
     if text.startswith("data:"):
         header, _, text = text.partition(",")
         if not header.endswith(";base64"):
             raise Depth2ImgError(f"The {what} is a data URL without base64 ({header[:40]}...): {_SEND_DATA}")
+    if len(text) // 4 * 3 > MAX_PICTURE_BYTES:
+        raise Depth2ImgError(f"The {what} holds more than {MAX_PICTURE_BYTES // 2**20} MiB of base64 data, the "
+                             "limit for a picture: send a smaller or more compressed file.")
     if not text.isascii():
         raise Depth2ImgError(f"The {what} is not valid base64 picture data: it has characters base64 does not use. "
                              + _SEND_DATA)
-    data = text.encode("ascii").translate(_STANDARD_ALPHABET, _WHITESPACE).rstrip(b"=")
-    if not data:
+    data = text.encode("ascii")
+    if any(byte in data for byte in _NOT_STANDARD):  # one copy more, only for text that needs it
+        data = data.translate(_STANDARD_ALPHABET, _WHITESPACE)
+    end = len(data)
+    while end and data[end - 1] == ord("=") and len(data) - end < 2:
+        end -= 1
+    body = memoryview(data)[:end]
+    if not end:
         raise Depth2ImgError(f"The {what} is empty: {_SEND_DATA}")
-    try:
-        return base64.b64decode(data + b"=" * (-len(data) % 4), validate=True)
-    except (binascii.Error, ValueError):
+    if end % 4 == 1 or _BASE64_LETTERS.fullmatch(body) is None:
         raise Depth2ImgError(f"The {what} is not valid base64 picture data: it has characters or a length that "
-                             f"base64 does not have. {_SEND_DATA}") from None
+                             f"base64 does not have. {_SEND_DATA}")
+    whole = end - end % 4
+    decoded = binascii.a2b_base64(body[:whole])
+    if whole < end:  # the padding people leave out
+        decoded += binascii.a2b_base64(bytes(body[whole:]) + b"=" * (4 - (end - whole)))
+    return decoded
 
 
 _SEND_DATA = ("Send the picture file's bytes in base64 (a data URL too); a file name or path is never read here.")
@@ -66,6 +84,9 @@ def _file_of(source, what: str) -> tuple[BinaryIO, str]:
     if isinstance(source, str):
         return io.BytesIO(decoded_base64(source, what)), "(base64)"
     if isinstance(source, (bytes, bytearray, memoryview)):
+        if len(source) > MAX_PICTURE_BYTES:
+            raise Depth2ImgError(f"The {what} (upload) is larger than {MAX_PICTURE_BYTES // 2**20} MiB, the limit "
+                                 "for a picture: send a smaller or more compressed file.")
         return io.BytesIO(bytes(source)), "(upload)"
     if isinstance(source, os.PathLike):
         path = Path(source)
@@ -150,4 +171,8 @@ def checked_picture_bytes(source, what: str, limit: int = MAX_PICTURE_PIXELS) ->
         with _checked(file, name, what, limit):
             pass
         file.seek(0)
-        return file.read(), name
+        data = file.read(MAX_PICTURE_BYTES + 1)
+    if len(data) > MAX_PICTURE_BYTES:
+        raise Depth2ImgError(f"The {what} {name} is larger than {MAX_PICTURE_BYTES // 2**20} MiB, the limit for a "
+                             "picture: save it smaller or more compressed.")
+    return data, name

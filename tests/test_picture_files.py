@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from PIL import Image
 from reference import synthetic_image
 
-from lib_depth2img import Depth2ImgError
+from lib_depth2img import Depth2ImgError, picture_data
 from lib_depth2img.picture_data import MAX_PICTURE_PIXELS, decoded_base64
 from lib_depth2img.picture_files import check_picture, open_picture, reduced_for_estimation
 
@@ -191,3 +191,19 @@ def test_the_cli_reads_its_own_files_up_to_its_larger_limit(tmp_path):
         check_picture(path)
     with pytest.raises(Depth2ImgError, match="above the limit of 64 megapixels"):
         open_picture(tmp_path / "pano.png")
+
+
+def test_the_file_size_limit_is_checked_before_the_text_is_decoded(monkeypatch):
+    assert picture_data.MAX_PICTURE_BYTES == 128 * 2**20
+    data = _png(PIXELS)
+    monkeypatch.setattr(picture_data, "MAX_PICTURE_BYTES", len(data) - 1)
+    with pytest.raises(Depth2ImgError, match="more than 0 MiB of base64 data"):
+        open_picture(base64.b64encode(data).decode())
+    with pytest.raises(Depth2ImgError, match=r"\(upload\) is larger than 0 MiB"):
+        open_picture(data)
+
+
+@pytest.mark.parametrize("text", ["aGVsbG8===", "aGVs=bG8", "a", "aGVsbG8*", "aGVsbG8\u00e9", "===="])
+def test_what_base64_does_not_allow_is_refused(text):
+    with pytest.raises(Depth2ImgError, match="not valid base64 picture data|is empty"):
+        decoded_base64(text, "picture")

@@ -156,3 +156,12 @@ def test_user_map_conditioning_follows_the_rule():
     cropped = F.interpolate(depth_map, size=(72, 96), mode="bilinear", align_corners=False)[..., 4:68, :]
     assert torch.allclose(result.depth, cropped, atol=1e-6)
     assert torch.allclose(result.conditioning.float(), conditioning_by_the_rule(cropped, (8, 12)), atol=1e-3)
+
+
+def test_a_map_file_larger_than_the_limit_is_not_read_whole(tmp_path, monkeypatch):
+    from lib_depth2img import picture_data
+
+    path = _write(tmp_path / "map.png", RAMP16)
+    monkeypatch.setattr(picture_data, "MAX_PICTURE_BYTES", path.stat().st_size - 1)
+    with pytest.raises(Depth2ImgError, match="map.png is larger than 0 MiB"):
+        read_depth_map(path)
