@@ -16,6 +16,7 @@ from lib_depth2img.output_files import replacing_file
 from lib_depth2img.picture_data import checked_picture
 
 _LUMA = (0.299, 0.587, 0.114)  # ITU-R 601, as PIL's convert("L")
+_BAND_ROWS = 256
 
 
 def _single_map(depth: torch.Tensor) -> torch.Tensor:
@@ -101,11 +102,12 @@ def _levels(image: Image.Image) -> torch.Tensor:
 
 
 def luminance(channels: np.ndarray, weights: tuple[float, float, float]) -> np.ndarray:
-    """float32 ``[H,W]``: the weighted sum of an ``[H,W,C>=3]`` array's first three channels, in float32 a
-    channel at a time (a whole float64 copy of a large map would cost 24 bytes a pixel)."""
-    total = np.zeros(channels.shape[:2], dtype=np.float32)
-    for index, weight in enumerate(weights):
-        channel = channels[..., index].astype(np.float32)
-        channel *= weight
-        total += channel
+    """float32 ``[H,W]``: the weighted sum of an ``[H,W,C>=3]`` array's first three channels, a band of rows at a
+    time, so that at most the result and one band are in float (a float64 copy of a whole map cost 32 bytes a
+    pixel)."""
+    total = np.empty(channels.shape[:2], dtype=np.float32)
+    weight = np.array(weights, dtype=np.float32)
+    for top in range(0, channels.shape[0], _BAND_ROWS):
+        band = channels[top:top + _BAND_ROWS, :, :3].astype(np.float32)
+        np.matmul(band, weight, out=total[top:top + _BAND_ROWS])
     return total

@@ -24,19 +24,20 @@ def open_picture(source) -> Image.Image:
     the picture's data, never a file name. At most ``picture_data.MAX_PICTURE_PIXELS``."""
     if isinstance(source, Image.Image):
         check_pixel_count(source.size, "picture for depth")
-        return _upright_rgb(source)
+        return _upright_rgb(ImageOps.exif_transpose(source))  # a turned copy: the caller's picture stays as it was
     with checked_picture(source, "picture for depth") as image:
         image.load()
+        ImageOps.exif_transpose(image, in_place=True)  # our own: turned without a copy
         return _upright_rgb(image)
 
 
 def _upright_rgb(image: Image.Image) -> Image.Image:
-    image = ImageOps.exif_transpose(image)  # a new picture either way, so the caller's is never changed
+    """A new RGB picture (never ``image`` itself, which may be closed or the caller's)."""
     if image.mode.startswith("I") or image.mode == "F":  # 16-bit and float keep their range, as read_picture does
         levels = _gray_levels(image)
         levels *= 255
         return Image.fromarray(np.round(levels, out=levels).astype(np.uint8), mode="L").convert("RGB")
-    return image if image.mode == "RGB" else image.convert("RGB")
+    return image.convert("RGB")
 
 
 def check_picture(path: os.PathLike) -> tuple[int, int]:

@@ -111,6 +111,7 @@ def make_depth(request) -> dict:
     with generation.depth_network(sd_model, request.source) as (network, spec):
         depth = condition_pictures(network, rgb, (1, 1), input_spec=spec, adjustments=args.adjustments(),
                                    cache=generation.DEPTH_CACHE).depth
+    del rgb
     png = depth_png(depth[0], request.bits, size)
     return {"image": base64.b64encode(png).decode(), "estimator": _estimator_name(sd_model, request.source),
             "height": size[0], "width": size[1], "bits": request.bits,
