@@ -105,6 +105,20 @@ def picture_format(head: bytes) -> str | None:
     return None
 
 
+def _webp_size(head: bytes) -> tuple[int, int] | None:
+    """(width, height) from a WebP's first chunk, which Pillow cannot be asked for before its decoder reserves
+    8 bytes a pixel (libwebp's animation decoder, at open); None for a layout not known here."""
+    chunk = head[12:16]
+    if chunk == b"VP8X" and len(head) >= 30:  # extended: the canvas size, 24 bits each, minus one
+        return 1 + int.from_bytes(head[24:27], "little"), 1 + int.from_bytes(head[27:30], "little")
+    if chunk == b"VP8L" and len(head) >= 25:  # lossless: 14 bits each, minus one, after the signature byte
+        bits = int.from_bytes(head[21:25], "little")
+        return 1 + (bits & 0x3FFF), 1 + (bits >> 14 & 0x3FFF)
+    if chunk == b"VP8 " and len(head) >= 30:  # lossy: after the frame tag and start code, 14 bits each
+        return int.from_bytes(head[26:28], "little") & 0x3FFF, int.from_bytes(head[28:30], "little") & 0x3FFF
+    return None
+
+
 def check_pixel_count(size: tuple[int, int], what: str, limit: int = MAX_PICTURE_PIXELS) -> None:
     """Our error when a picture of ``size`` (width, height) is above ``limit`` pixels."""
     width, height = size
@@ -131,7 +145,7 @@ def _pillow_limit(limit: int):
 
 @contextmanager
 def _checked(file: BinaryIO, name: str, what: str, limit: int) -> Iterator[Image.Image]:
-    head = file.read(16)
+    head = file.read(32)
     file.seek(0)
     kind = picture_format(head)
     if not head:
@@ -142,6 +156,8 @@ def _checked(file: BinaryIO, name: str, what: str, limit: int) -> Iterator[Image
                                  f"{FORMAT_NAMES} file. {_SEND_DATA}")
         raise Depth2ImgError(f"The {what} {name} is not a {FORMAT_NAMES} picture (by its first bytes); "
                              "no other format is read.")
+    if kind == "WEBP" and _webp_size(head) is not None:
+        check_pixel_count(_webp_size(head), f"{what} {name}", limit)
     try:
         with _pillow_limit(limit), Image.open(file, formats=[kind]) as image:
             check_pixel_count(image.size, f"{what} {name}", limit)

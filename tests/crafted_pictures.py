@@ -29,3 +29,12 @@ def bmp_claiming(width: int, height: int) -> bytes:
     """A 24-bit BMP header (BITMAPINFOHEADER) claiming ``width`` x ``height``, with no pixels after it."""
     info = struct.pack("<IiiHHIIiiII", 40, width, height, 1, 24, 0, 0, 2835, 2835, 0, 0)
     return b"BM" + struct.pack("<IHHI", 14 + len(info), 0, 0, 14 + len(info)) + info
+
+
+def webp_claiming(width: int, height: int) -> bytes:
+    """A lossless WebP (VP8L) header claiming ``width`` x ``height`` and no image data: libwebp's animation
+    decoder, which Pillow opens every WebP with, reserves 8 bytes a pixel for it as soon as it is opened."""
+    bits = (width - 1) | (height - 1) << 14
+    chunk = b"\x2f" + struct.pack("<I", bits) + bytes(11)
+    body = b"WEBP" + b"VP8L" + struct.pack("<I", len(chunk)) + chunk
+    return b"RIFF" + struct.pack("<I", len(body)) + body

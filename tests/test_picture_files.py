@@ -10,7 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from crafted_pictures import OTHER_FORMATS, bmp_claiming, png_claiming
+from crafted_pictures import OTHER_FORMATS, bmp_claiming, png_claiming, webp_claiming
 from hypothesis import given
 from hypothesis import strategies as st
 from PIL import Image
@@ -207,3 +207,28 @@ def test_the_file_size_limit_is_checked_before_the_text_is_decoded(monkeypatch):
 def test_what_base64_does_not_allow_is_refused(text):
     with pytest.raises(Depth2ImgError, match="not valid base64 picture data|is empty"):
         decoded_base64(text, "picture")
+
+
+def test_a_webp_is_measured_before_pillow_opens_it(monkeypatch):
+    """Pillow's WebP plugin makes libwebp reserve the whole canvas at open: the size is read from the chunk first."""
+    for width, height in ((9000, 9000), (16384, 16384)):  # below Pillow's own guard; VP8L's largest
+        crafted = webp_claiming(width, height)
+        with monkeypatch.context() as patch:
+            patch.setattr(Image, "open", lambda *args, **kwargs: pytest.fail("Pillow opened it"))
+            with pytest.raises(Depth2ImgError, match=f"{width}x{height} pixels, above the limit"):
+                open_picture(crafted)
+
+
+@pytest.mark.parametrize("chunk", [b"VP8L", b"VP8 ", b"VP8X"])
+def test_the_size_read_from_real_webp_files_is_pillows(chunk):
+    from lib_depth2img.picture_data import _webp_size
+
+    exif = Image.Exif()
+    exif[0x0112] = 1  # metadata makes the extended layout (VP8X)
+    save = {b"VP8L": {"lossless": True}, b"VP8 ": {"quality": 90}, b"VP8X": {"exif": exif.tobytes()}}[chunk]
+    buffer = io.BytesIO()
+    Image.fromarray(PIXELS).save(buffer, format="WEBP", **save)
+    data = buffer.getvalue()
+    assert data[12:16] == chunk
+    assert _webp_size(data[:32]) == Image.open(io.BytesIO(data)).size == (80, 48)
+    assert open_picture(data).size == (80, 48)

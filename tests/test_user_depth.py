@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from crafted_pictures import EPS, bmp_claiming, png_claiming
+from crafted_pictures import EPS, bmp_claiming, png_claiming, webp_claiming
 from PIL import Image
 from reference import conditioning_by_the_rule
 
@@ -97,6 +97,7 @@ def test_bmp_and_sixteen_bit_rgba_are_read(tmp_path):
     (png_claiming(30000, 30000, bit_depth=16, colour_type=6), "above the limit of 64 megapixels"),  # 16-bit RGBA
     (png_claiming(8001, 8000, bit_depth=16), "8001x8000 pixels, above the limit of 64 megapixels"),
     (bmp_claiming(20000, 20000), "above the limit of 64 megapixels"),
+    (webp_claiming(9000, 9000), "9000x9000 pixels, above the limit of 64 megapixels"),
     (EPS, "is not a PNG, JPEG, WebP, TIFF or BMP picture"),
 ])
 def test_hostile_maps_are_refused_from_their_header(tmp_path, crafted, words):

@@ -17,7 +17,7 @@ from lib_depth2img.checkpoint import inspect_checkpoint
 from lib_depth2img.depth_image import depth_png
 from lib_depth2img.errors import Depth2ImgError
 from lib_depth2img.generation_args import EXTRA_ESTIMATORS, DepthArgs, setting_metadata
-from lib_depth2img.picture_data import FORMAT_NAMES, MAX_PICTURE_PIXELS
+from lib_depth2img.picture_data import FORMAT_NAMES, MAX_PICTURE_BYTES, MAX_PICTURE_PIXELS
 from lib_depth2img.picture_files import open_picture, reduced_for_estimation
 from lib_depth2img.pipeline import condition_pictures
 from lib_depth2img.webui import extra_estimators, generation, preview
@@ -42,7 +42,8 @@ def request_model():
     return create_model(
         "Depth2ImgDepthRequest",
         image=(str, Field(..., description=f"The picture: base64 (a data URL too) of a {FORMAT_NAMES} file of at "
-                                            f"most {_LIMIT}. Never a file name or path.")),
+                                            f"most {_LIMIT} and {MAX_PICTURE_BYTES // 2**20} MiB. Never a file name "
+                                            "or path.")),
         source=(Literal[sources], Field("checkpoint", description="checkpoint: the loaded depth checkpoint's own "
                                          "MiDaS. The others need their weights file in models/depth2img.")),
         **{name: setting(name) for name in ADJUSTMENTS},
