@@ -29,8 +29,8 @@ from lib_depth2img.errors import Depth2ImgError
 ALLOWED_FORMATS = {"PNG": (b"\x89PNG\r\n\x1a\n",), "JPEG": (b"\xff\xd8\xff",), "WEBP": (b"RIFF",),
                    "TIFF": (b"II*\x00", b"MM\x00*"), "BMP": (b"BM",)}
 FORMAT_NAMES = "PNG, JPEG, WebP, TIFF or BMP"
-# Pictures and depth maps from the API, the page and the depth folder. Decoding costs at most about 8 bytes a
-# pixel (16-bit RGBA) and the readers stay within about 20 (tests/benchmark_input_memory.py): 1.3 GB at this limit.
+# Pictures and depth maps from the API, the page and the depth folder. Measured peaks (tests/benchmark_input_memory.py)
+# at this limit: open_picture 0.8 GB (12.5 MiB a megapixel), read_depth_map 1.0 GB (16), the endpoint 1.1 GB (17.5).
 MAX_PICTURE_PIXELS = 64_000_000
 MAX_OWN_PICTURE_PIXELS = 500_000_000  # the CLI's pictures: a person's own panorama on their own machine
 # A picture file sent as data: a 64 MP photo as PNG is about 100 MB. The web server holds the request and its
