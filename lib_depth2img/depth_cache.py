@@ -33,7 +33,7 @@ class DepthCache:
 
     @staticmethod
     def _key(estimator: nn.Module, picture: torch.Tensor, spec: InputSpec, size: tuple[int, int]) -> tuple:
-        content = hashlib.sha256(picture.detach().float().cpu().contiguous().numpy().tobytes()).hexdigest()
+        content = hashlib.sha256(picture.detach().float().cpu().contiguous().numpy()).hexdigest()  # no bytes copy
         weights = next(estimator.parameters())
         return id(estimator), str(weights.dtype), spec, tuple(size), tuple(picture.shape), content
 
@@ -50,8 +50,9 @@ class DepthCache:
         self.hits += len(depths)
         self.misses += len(missing)
         if missing:
-            fresh = estimate_depth(estimator, pictures[missing], input_spec=input_spec, output_size=output_size,
-                                   device=device)
+            # indexing by a list copies the batch: a large picture's copy was the endpoint's biggest cost
+            unseen = pictures if len(missing) == len(keys) else pictures[missing]
+            fresh = estimate_depth(estimator, unseen, input_spec=input_spec, output_size=output_size, device=device)
             for index, depth in zip(missing, fresh.cpu(), strict=True):
                 depths[index] = depth
                 self._store(keys[index], depth)

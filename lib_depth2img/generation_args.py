@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from lib_depth2img.adjustments import ADJUSTMENT_BOUNDS, DepthAdjustments
 from lib_depth2img.errors import Depth2ImgError
 from lib_depth2img.estimators import CHECKPOINT_ESTIMATOR, ESTIMATORS
+from lib_depth2img.picture_data import FORMAT_NAMES, MAX_PICTURE_PIXELS
 from lib_depth2img.user_depth import RESIZE_MODE_OF_FIT
 
 # the checkpoint's own MiDaS, a map the person brings, or another estimator from its own weights file
@@ -21,6 +22,8 @@ EXTRA_ESTIMATORS = tuple(name for name in ESTIMATORS if name != CHECKPOINT_ESTIM
 DEPTH_SOURCES = ("checkpoint", "upload", *EXTRA_ESTIMATORS)
 FIT_MODES = tuple(RESIZE_MODE_OF_FIT)
 PICTURE_SETTINGS = ("depth_map", "depth_picture")  # pictures, never written into infotexts
+_PIXEL_LIMIT = f"{MAX_PICTURE_PIXELS / 1e6:g} megapixels"
+_THROUGH_THE_API = "Through the API: the file's bytes in base64 (a data URL too), never a file name or path."
 
 
 def _sources_help() -> str:
@@ -61,14 +64,15 @@ class DepthArgs:
                            "Softens the depth map; Gaussian radius in percent of its shorter side.",
                            bounds=ADJUSTMENT_BOUNDS["blur"])
     depth_map: object = _setting(None, "Depth map", None,
-                                 "PNG, JPEG, WebP or TIFF; 8 or 16 bits; grayscale or colour. Through the API: base64.")
+                                 f"{FORMAT_NAMES}; 8 or 16 bits; grayscale or colour; at most {_PIXEL_LIMIT}. "
+                                 f"{_THROUGH_THE_API}")
     depth_map_folder: str = _setting("", "Depth folder (img2img Batch tab)", None,
                                      "A file named like each input picture: its depth map with the upload source, "
                                      "else the picture to estimate its depth from.", tabs=("img2img",))
     depth_picture: object = _setting(None, "Picture for depth", None,
                                      "Depth (pose, composition) is estimated from this picture and its colours are "
                                      "left out. txt2img: needed with an estimator source. img2img: optional; the "
-                                     "init picture gives the colours, this one the depth. Through the API: base64.")
+                                     f"init picture gives the colours, this one the depth. {_THROUGH_THE_API}")
     fit: str = _setting("crop", "Fit to the txt2img size", "Depth2img fit",
                         "How a depth map or picture of another aspect ratio fits the txt2img size: crop it, stretch "
                         "it, or fit it inside and fill the rest from its edges.", FIT_MODES, tabs=("txt2img",))

@@ -6,22 +6,16 @@ read by luminance. Fitted to the picture by the WebUI's resize modes.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import os
-from pathlib import Path
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from lib_depth2img.depth_image import depth_from_image
+from lib_depth2img.depth_image import depth_from_image, luminance
 from lib_depth2img.errors import Depth2ImgError
-from lib_depth2img.picture_files import is_file_path
+from lib_depth2img.picture_data import FORMAT_NAMES, check_pixel_count, checked_picture_bytes
 
-FORMATS = "PNG, JPEG, WebP or TIFF"
-_LUMA_BGR = np.array([0.114, 0.587, 0.299])  # ITU-R 601 weights in OpenCV's channel order
+_LUMA_BGR = (0.114, 0.587, 0.299)  # ITU-R 601 weights in OpenCV's channel order
 RESIZE_MODES = {0: "stretched", 1: "cropped", 2: "filled at the edges", 3: "stretched"}
 RESIZE_MODE_OF_FIT = {"crop": 1, "stretch": 0, "fill": 2}  # txt2img's fit choices as the WebUI's resize modes
 
@@ -29,57 +23,48 @@ RESIZE_MODE_OF_FIT = {"crop": 1, "stretch": 0, "fill": 2}  # txt2img's fit choic
 def _decode(data: bytes, name: str) -> np.ndarray:
     import cv2  # the WebUI ships OpenCV; imported here so the rest of the core does not need it
 
-    if not data:
-        raise Depth2ImgError(f"The depth map {name} is empty.")
     array = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
     if array is None:
-        raise Depth2ImgError(f"The depth map {name} is not a picture OpenCV can read; use {FORMATS}.")
+        raise Depth2ImgError(f"The depth map {name} is not a picture OpenCV can read; use {FORMAT_NAMES}.")
     return array
 
 
 def _values_from_source(source) -> tuple[np.ndarray, str]:
-    """The map's values in [0, 1] (2-D, float64) and a name for messages."""
+    """The map's values in [0, 1] (2-D, float32) and a name for messages. Files and data are checked (kind,
+    pixel count) from their header before OpenCV decodes them."""
     if isinstance(source, Image.Image):
-        return depth_from_image(source)[0, 0].double().numpy(), "picture"
-    if isinstance(source, os.PathLike) or (isinstance(source, str) and not source.startswith("data:")
-                                           and is_file_path(source)):
-        path = Path(source)
-        try:
-            return _scaled(_decode(path.read_bytes(), path.name)), path.name
-        except OSError as error:
-            raise Depth2ImgError(f"Cannot read the depth map {path}: {error.strerror or error}.") from error
-    if isinstance(source, str):
-        text = source.split(",", 1)[-1] if source.startswith("data:") else source
-        try:
-            data = base64.b64decode(text, validate=True)
-        except (binascii.Error, ValueError) as error:
-            raise Depth2ImgError("The depth map is neither an existing file nor valid base64.") from error
-        return _scaled(_decode(data, "(base64)")), "(base64)"
-    if isinstance(source, (bytes, bytearray)):
-        return _scaled(_decode(bytes(source), "(upload)")), "(upload)"
-    raise Depth2ImgError(f"A depth map must be a picture file, base64 text or bytes, not {type(source).__name__}.")
+        check_pixel_count(source.size, "depth map")
+        return depth_from_image(source)[0, 0].numpy(), "picture"
+    data, name = checked_picture_bytes(source, "depth map")
+    return _scaled(_decode(data, name)), name
 
 
 def _scaled(array: np.ndarray) -> np.ndarray:
+    """float32 levels of what OpenCV decoded: 8/16-bit / their largest level, float as it is, colour by luminance."""
     scale = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}.get(array.dtype, 1.0)
-    values = array.astype(np.float64) / scale
-    if values.ndim == 3:
-        values = values[..., :3] @ _LUMA_BGR if values.shape[2] >= 3 else values[..., 0]
+    if array.ndim == 3 and array.shape[2] >= 3:
+        values = luminance(array, _LUMA_BGR)
+    else:
+        values = (array[..., 0] if array.ndim == 3 else array).astype(np.float32)
+    values /= scale
     return values
 
 
 def read_depth_map(source) -> torch.Tensor:
     """A depth map as float32 ``[1,1,H,W]`` in [0, 1]: 8/16-bit or float, grayscale or colour (luminance).
 
-    ``source``: a path, base64 text (a data URL too), bytes, or a PIL picture."""
+    ``source``: base64 text (a data URL too; a string is never a file name), bytes, a PIL picture, or a ``Path``
+    our own code chose (the Batch tab's depth folder); PNG, JPEG, WebP, TIFF or BMP of at most
+    ``picture_data.MAX_PICTURE_PIXELS``."""
     values, name = _values_from_source(source)
     if values.ndim != 2 or values.size == 0:
         raise Depth2ImgError(f"The depth map {name} has no pixels.")
-    if not np.isfinite(values).all():
+    low, high = values.min(), values.max()
+    if not (np.isfinite(low) and np.isfinite(high)):
         raise Depth2ImgError(f"The depth map {name} holds values that are not numbers.")
-    if values.max() == values.min():
+    if high == low:
         raise Depth2ImgError(f"The depth map {name} has the same value everywhere, so it holds no depth.")
-    return torch.from_numpy(values.astype(np.float32))[None, None]
+    return torch.from_numpy(values)[None, None]
 
 
 def fit_depth_map(depth: torch.Tensor, height: int, width: int, resize_mode: int = 0) -> torch.Tensor:

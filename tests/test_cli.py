@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from crafted_pictures import EPS, png_claiming
 from PIL import Image
 from reference import depth_by_the_rule, rule_weights, synthetic_image
 
@@ -122,6 +123,35 @@ def test_a_bad_picture_is_reported_and_the_rest_written(tmp_path, small_weights)
     assert "b.png" in result.stderr and "missing.png does not exist" in result.stderr
     assert "Traceback" not in result.stderr
     assert result.stdout.split() == [str(tmp_path / "a-depth.png"), str(tmp_path / "c-depth.png")]
+
+
+def test_planted_links_in_the_output_folder_are_never_written_through(tmp_path, small_weights):
+    """`ln -s ~/victim OUT/.pic-depth.png.partial` once made the victim hold the PNG; so would a link at the map's
+    own name, with --overwrite."""
+    picture = _picture(tmp_path / "pic.png", 40, 40)
+    victims = [tmp_path / "victim", tmp_path / "other victim"]
+    for victim in victims:
+        victim.write_text("precious")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / ".pic-depth.png.partial").symlink_to(victims[0])
+    (out / "pic-depth.png").symlink_to(victims[1])
+    result = _run("depth", picture, "--weights", small_weights, "-o", out, "--overwrite")
+    assert result.returncode == 0, result.stderr
+    assert [victim.read_text() for victim in victims] == ["precious", "precious"]
+    assert not (out / "pic-depth.png").is_symlink() and _map(out / "pic-depth.png").shape == (40, 40)
+    assert sorted(p.name for p in out.iterdir()) == [".pic-depth.png.partial", "pic-depth.png"]
+
+
+def test_other_formats_and_bombs_are_reported_not_decoded(tmp_path, small_weights):
+    (tmp_path / "drawing.png").write_bytes(EPS)  # an EPS renamed: Pillow would have run Ghostscript on it
+    (tmp_path / "bomb.png").write_bytes(png_claiming(30000, 30000))  # 900 MP: above even the CLI's own limit
+    good = _picture(tmp_path / "good.png", 40, 40)
+    result = _run("depth", tmp_path / "drawing.png", tmp_path / "bomb.png", good, "--weights", small_weights)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "drawing.png is not a PNG, JPEG, WebP, TIFF or BMP picture" in result.stderr
+    assert "bomb.png is 30000x30000 pixels, above the limit of 500 megapixels" in result.stderr
+    assert result.stdout.split() == [str(tmp_path / "good-depth.png")]
 
 
 def test_exif_orientation_gives_an_upright_map(tmp_path, small_weights):

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+from crafted_pictures import bmp_claiming
 from PIL import Image
 
 from lib_depth2img import Depth2ImgError
@@ -54,8 +55,37 @@ def test_flat_map_is_black_not_nan():
 def test_not_a_picture(tmp_path):
     bad = tmp_path / "depth.png"
     bad.write_text("not an image")
-    with pytest.raises(Depth2ImgError, match="depth.png"):
+    with pytest.raises(Depth2ImgError, match="depth.png is not a PNG, JPEG, WebP, TIFF or BMP picture"):
         depth_from_image(bad)
+
+
+def test_a_bmp_claiming_twenty_thousand_squared_is_our_error(tmp_path):
+    """Pillow's own guard raised DecompressionBombError here; the header is now refused with our limit."""
+    bomb = tmp_path / "bomb.bmp"
+    bomb.write_bytes(bmp_claiming(20000, 20000))
+    for source in (bomb, bomb.read_bytes()):
+        with pytest.raises(Depth2ImgError, match="above the limit of 64 megapixels"):
+            depth_from_image(source)
+
+
+def test_a_path_string_is_not_read(tmp_path):
+    path = save_depth_png(_ramp(), tmp_path / "d.png")
+    with pytest.raises(Depth2ImgError, match="not valid base64 picture data"):
+        depth_from_image(str(path))
+
+
+def test_saving_never_writes_through_a_planted_link(tmp_path):
+    """Links at the old predictable temporary name and at the map's own name: both victims keep their bytes."""
+    victim, other_victim = tmp_path / "victim.txt", tmp_path / "other.txt"
+    victim.write_text("keep me"), other_victim.write_text("keep me too")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / ".d.png.partial").symlink_to(victim)
+    (out / "d.png").symlink_to(other_victim)
+    save_depth_png(_ramp(), out / "d.png", bits=16)
+    assert victim.read_text() == "keep me" and other_victim.read_text() == "keep me too"
+    assert not (out / "d.png").is_symlink() and depth_from_image(out / "d.png").shape == (1, 1, 32, 48)
+    assert sorted(p.name for p in out.iterdir()) == [".d.png.partial", "d.png"]  # no temporary file left
 
 
 def test_a_batch_is_not_one_map():

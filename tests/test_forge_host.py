@@ -1,6 +1,7 @@
 """The extension in Forge, against the imitation in tests/forge_imitation (on top of tests/webui_imitation):
 a model loaded lazily, taken for an inpainting model, with no MiDaS network and no ldm."""
 
+import base64
 import importlib.util
 import sys
 from pathlib import Path
@@ -133,6 +134,11 @@ def test_txt2img_is_stopped_with_words(forge, depth_model):
     assert p.sampled_with == []
 
 
+def _base64(path: Path) -> str:
+    """A map as the API sends it: the file's bytes in base64 (a path is never read)."""
+    return base64.b64encode(path.read_bytes()).decode()
+
+
 @pytest.mark.parametrize("upscaler", ["Latent", "Lanczos"])
 def test_txt2img_from_a_depth_map_with_hires_fix_feeds_forges_unet_five_channels(forge, depth_model, tmp_path,
                                                                                   upscaler):
@@ -142,7 +148,7 @@ def test_txt2img_from_a_depth_map_with_hires_fix_feeds_forges_unet_five_channels
     cv2.imwrite(str(tmp_path / "map.png"), ramp)
     p = forge.processing.StableDiffusionProcessingTxt2Img(
         64, 64, enable_hr=True, hr_upscaler=upscaler, model_to_load=depth_model,
-        script_args=[{"depth_source": "upload", "depth_map": str(tmp_path / "map.png")}])
+        script_args=[{"depth_source": "upload", "depth_map": _base64(tmp_path / "map.png")}])
     forge.processing.process_images(p, [_script(forge, is_img2img=False)])
     (_, first), (_, hires) = p.sampled_with
     assert first.shape == (1, 5, 8, 8) and hires.shape == (1, 5, 16, 16)
@@ -174,7 +180,7 @@ def test_an_uploaded_map_and_a_bad_setting(forge, depth_model, tmp_path):
     ramp = np.tile(np.linspace(0, 65535, 96).astype(np.uint16), (64, 1))
     Image.fromarray(ramp).save(tmp_path / "map.png")
     p, _ = _img2img(forge, depth_model, [_picture()], [{"depth_source": "upload",
-                                                        "depth_map": str(tmp_path / "map.png")}])
+                                                        "depth_map": _base64(tmp_path / "map.png")}])
     row = p.sampled_with[0][0, 0, 8]
     assert bool((row[1:] >= row[:-1] - 1e-4).all()) and row[-1] > row[0]  # near on the right, as the map says
     p = forge.processing.StableDiffusionProcessingImg2Img([_picture()], 192, 128, script_args=[{"gamma": 99}],

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from crafted_pictures import EPS, bmp_claiming, png_claiming, webp_claiming
 from PIL import Image
 from reference import conditioning_by_the_rule
 
@@ -58,7 +59,7 @@ def test_base64_data_url_bytes_and_pil_agree(tmp_path):
         assert torch.allclose(read_depth_map(source), from_file)
 
 
-@pytest.mark.parametrize(("content", "message"), [(b"", "empty"), (b"not a picture at all", "not a picture"),
+@pytest.mark.parametrize(("content", "message"), [(b"", "empty"), (b"not a picture at all", "not a PNG, JPEG"),
                                                    (None, "same value everywhere")])
 def test_invalid_maps_are_clear_errors(tmp_path, content, message):
     path = tmp_path / "map.png"
@@ -70,9 +71,43 @@ def test_invalid_maps_are_clear_errors(tmp_path, content, message):
         read_depth_map(path)
 
 
-def test_text_that_is_neither_file_nor_base64():
-    with pytest.raises(Depth2ImgError, match="neither an existing file nor valid base64"):
+def test_a_path_string_is_data_never_a_file(tmp_path):
+    path = _write(tmp_path / "map.png", RAMP16).rename(tmp_path / "depth")  # no suffix: base64 letters only
+    answers = []
+    for _ in ("the file exists", "it does not"):
+        with pytest.raises(Depth2ImgError, match="not valid base64 picture data") as error:
+            read_depth_map(str(path))
+        answers.append(str(error.value))
+        path.unlink(missing_ok=True)
+    assert answers[0] == answers[1]
+    with pytest.raises(Depth2ImgError, match="not valid base64 picture data: it has characters"):
         read_depth_map("/no/such/depth.png")
+
+
+def test_bmp_and_sixteen_bit_rgba_are_read(tmp_path):
+    gray = np.tile(np.linspace(0, 255, 64).astype(np.uint8), (48, 1))
+    assert torch.equal(read_depth_map(_write(tmp_path / "map.bmp", gray))[0, 0], torch.from_numpy(gray / 255).float())
+    bgra = np.stack([RAMP16, RAMP16, RAMP16, np.full_like(RAMP16, 65535)], axis=-1)
+    depth = read_depth_map(_write(tmp_path / "rgba.png", bgra))  # alpha is left out
+    assert torch.allclose(depth[0, 0], torch.from_numpy(RAMP16 / 65535).float(), atol=1e-6)
+
+
+@pytest.mark.parametrize(("crafted", "words"), [
+    (png_claiming(30000, 30000), "above the limit of 64 megapixels"),  # 875 bytes asked OpenCV for 6.7 GB
+    (png_claiming(30000, 30000, bit_depth=16, colour_type=6), "above the limit of 64 megapixels"),  # 16-bit RGBA
+    (png_claiming(8001, 8000, bit_depth=16), "8001x8000 pixels, above the limit of 64 megapixels"),
+    (bmp_claiming(20000, 20000), "above the limit of 64 megapixels"),
+    (webp_claiming(9000, 9000), "9000x9000 pixels, above the limit of 64 megapixels"),
+    (EPS, "is not a PNG, JPEG, WebP, TIFF or BMP picture"),
+])
+def test_hostile_maps_are_refused_from_their_header(tmp_path, crafted, words):
+    renamed = tmp_path / "map.png"
+    renamed.write_bytes(crafted)
+    for source in (crafted, renamed):
+        with pytest.raises(Depth2ImgError, match=words):
+            read_depth_map(source)
+    with pytest.raises(Depth2ImgError, match="above the limit" if "limit" in words else "not valid base64"):
+        read_depth_map(base64.b64encode(crafted).decode())
 
 
 def test_fit_stretch_crop_and_fill():
@@ -122,3 +157,12 @@ def test_user_map_conditioning_follows_the_rule():
     cropped = F.interpolate(depth_map, size=(72, 96), mode="bilinear", align_corners=False)[..., 4:68, :]
     assert torch.allclose(result.depth, cropped, atol=1e-6)
     assert torch.allclose(result.conditioning.float(), conditioning_by_the_rule(cropped, (8, 12)), atol=1e-3)
+
+
+def test_a_map_file_larger_than_the_limit_is_not_read_whole(tmp_path, monkeypatch):
+    from lib_depth2img import picture_data
+
+    path = _write(tmp_path / "map.png", RAMP16)
+    monkeypatch.setattr(picture_data, "MAX_PICTURE_BYTES", path.stat().st_size - 1)
+    with pytest.raises(Depth2ImgError, match="map.png is larger than 0 MiB"):
+        read_depth_map(path)

@@ -6,6 +6,7 @@ import io
 import numpy as np
 import pytest
 import torch
+from crafted_pictures import EPS, png_claiming
 from PIL import Image
 from reference import depth_by_the_rule
 from webui_helpers import DPT_INPUT_OF_A_192x128_PICTURE, FakeSDModel, _as_tensor, _picture
@@ -65,8 +66,14 @@ def test_depth_in_8_and_16_bits_at_the_size_asked(client, depth_model):
 
 @pytest.mark.parametrize(("payload", "status", "words"), [
     ({}, 422, "image"),
-    ({"image": "not base64!"}, 400, "neither an existing file nor valid base64"),
-    ({"image": base64.b64encode(b"hello").decode()}, 400, "Cannot read the picture"),
+    ({"image": "not base64!"}, 400, "is not valid base64 picture data"),
+    ({"image": base64.b64encode(b"hello").decode()}, 400, "not a PNG, JPEG, WebP, TIFF or BMP file"),
+    ({"image": base64.b64encode(EPS).decode()}, 400, "not a PNG, JPEG, WebP, TIFF or BMP file"),
+    ({"image": base64.b64encode(png_claiming(30000, 30000)).decode()}, 400, "above the limit of 64 megapixels"),
+    ({"image": "{picture}", "width": 16384, "height": 16384}, 400, "16384x16384 pixels was asked for, above the "
+                                                                   "limit of 64 megapixels"),
+    ({"image": "{picture}", "width": 16384}, 400, "16384x10923 pixels was asked for"),  # in proportion: too tall
+    ({"image": "{picture}", "width": 20000}, 422, "width"),
     ({"image": "{picture}", "bits": 12}, 422, "bits"),
     ({"image": "{picture}", "gamma": 9}, 422, "gamma"),
     ({"image": "{picture}", "source": "upload"}, 422, "source"),
@@ -78,6 +85,41 @@ def test_bad_input_is_a_4xx_with_words(client, depth_model, payload, status, wor
     answer = client.post("/depth2img/v1/depth", json=payload)
     assert answer.status_code == status
     assert words in answer.text
+
+
+def test_a_path_to_a_server_file_is_refused_alike_whether_it_exists_or_not(client, depth_model, tmp_path):
+    """The hole this closes: {"image": "/some/server/picture.png"} answered with that file's depth map."""
+    path = tmp_path / "secret"
+    _picture().save(path, format="PNG")
+    answers = []
+    for _ in ("the file exists", "it does not"):
+        answer = client.post("/depth2img/v1/depth", json={"image": str(path)})
+        answers.append((answer.status_code, answer.json()))
+        path.unlink(missing_ok=True)
+    assert answers[0] == answers[1] and answers[0][0] == 400
+    assert "not valid base64 picture data" in answers[0][1]["detail"]
+    answer = client.post("/depth2img/v1/depth", json={"image": "/etc/passwd"})
+    assert answer.status_code == 400 and "passwd" not in answer.text and "not valid base64" in answer.text
+
+
+def test_base64_as_people_send_it(client, depth_model):
+    buffer = io.BytesIO()
+    _picture().save(buffer, format="PNG")
+    data = buffer.getvalue()
+    for text in (base64.encodebytes(data).decode(), base64.urlsafe_b64encode(data).decode().rstrip("="),
+                 "data:image/png;base64," + base64.b64encode(data).decode()):
+        answer = client.post("/depth2img/v1/depth", json={"image": text, "width": 48})
+        assert answer.status_code == 200, answer.text
+        assert _decoded(answer.json()["image"]).size == (48, 32)
+
+
+@pytest.mark.parametrize("field", ["gamma", "near", "blur", "width"])
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+def test_json_nan_and_infinity_are_a_422(client, depth_model, field, constant):
+    body = f'{{"image": "{_encoded(_picture(32, 32))}", "{field}": {constant}}}'
+    answer = client.post("/depth2img/v1/depth", content=body, headers={"content-type": "application/json"})
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["detail"][0]["loc"] == ["body", field]
 
 
 def test_without_a_depth_checkpoint_it_says_so(client, webui):
@@ -96,6 +138,8 @@ def test_docs_list_it_with_the_settings_help(client):
     assert "/depth2img/v1/depth" in schema["paths"]
     request = schema["components"]["schemas"]["Depth2ImgDepthRequest"]["properties"]
     assert request["gamma"]["description"] == setting_metadata("gamma")["help"]
+    assert "Never a file name or path" in request["image"]["description"]
+    assert "64 megapixels" in schema["paths"]["/depth2img/v1/depth"]["post"]["description"]
     assert request["gamma"]["maximum"] == 5 and request["gamma"]["default"] == 1.0
 
 

@@ -235,3 +235,28 @@ def test_the_depth_folder_outside_the_batch_tab_leaves_the_init_picture(webui, d
     own = _expected(model.depth_model.model, _as_tensor(_picture()))
     assert torch.allclose(p.sampled_with[0], own, atol=1e-3)
     assert p.extra_generation_params["Depth2img depth"] == "init picture"
+
+
+@pytest.mark.parametrize(("settings", "tab"), [
+    ({"depth_picture": "{path}"}, "txt2img"),
+    ({"depth_source": "upload", "depth_map": "{path}"}, "txt2img"),
+    ({"depth_picture": "{path}"}, "img2img"),
+])
+def test_a_path_in_the_api_settings_is_never_read(webui, depth_model, tmp_path, settings, tab):
+    """alwayson_scripts once read any server file named in 'depth_picture' or 'depth_map' (and put its depth in the
+    results); the same answer now comes whether that file exists or not, and no forward runs."""
+    _, counter = depth_model
+    path = tmp_path / "secret"
+    _picture().save(path, format="PNG")
+    args = [{name: str(path) if value == "{path}" else value for name, value in settings.items()}]
+    answers = []
+    for _ in ("the file exists", "it does not"):
+        if tab == "txt2img":
+            p = webui.processing.StableDiffusionProcessingTxt2Img(64, 64, script_args=args)
+        else:
+            p = webui.processing.StableDiffusionProcessingImg2Img([_picture()], 192, 128, script_args=args)
+        with pytest.raises(Depth2ImgError, match="not valid base64 picture data") as error:
+            webui.processing.process_images(p, [_script(webui, is_img2img=tab == "img2img")])
+        answers.append(str(error.value))
+        path.unlink(missing_ok=True)
+    assert answers[0] == answers[1] and counter.batches == []

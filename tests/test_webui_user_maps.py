@@ -69,3 +69,34 @@ def test_batch_tab_pictures_find_their_maps_although_the_tab_drops_file_names(we
     from lib_depth2img.webui import batch_names
 
     assert batch_names.source_name(_picture()) is None  # outside a Batch tab run: no guessing
+
+
+def test_a_path_as_the_api_depth_map_is_never_read(webui, depth_model, tmp_path):
+    from lib_depth2img import Depth2ImgError
+
+    path = _map_png(tmp_path)
+    p = webui.processing.StableDiffusionProcessingImg2Img([_picture()], 192, 128, script_args=[
+        {"depth_source": "upload", "depth_map": str(path)}])
+    with pytest.raises(Depth2ImgError, match="not valid base64 picture data"):
+        webui.processing.process_images(p, [_script(webui)])
+
+
+@pytest.mark.parametrize("source", ["upload", "checkpoint"])
+def test_a_depth_folder_is_not_looked_at_for_pictures_without_file_names(webui, depth_model, tmp_path, source):
+    """Pictures sent to the API have no file name, so the folder is never listed and whether it exists does not
+    change the answer: the API cannot be used to learn which folders the server has."""
+    from lib_depth2img import Depth2ImgError
+
+    outcomes = []
+    for folder in (tmp_path, tmp_path / "no such folder"):
+        p = webui.processing.StableDiffusionProcessingImg2Img([_picture()], 192, 128, script_args=[
+            {"depth_source": source, "depth_map_folder": str(folder)}])
+        try:
+            webui.processing.process_images(p, [_script(webui)])
+            outcomes.append(p.extra_generation_params["Depth2img depth"])
+        except Depth2ImgError as error:
+            outcomes.append(str(error))
+    assert outcomes[0] == outcomes[1]
+    assert outcomes[0] == ("init picture" if source == "checkpoint" else
+                           "Depth maps from a folder are matched by the pictures' file names, and this picture has "
+                           "none: use the img2img Batch tab, or upload one depth map.")

@@ -68,12 +68,13 @@ def source_name(picture: Image.Image) -> str | None:
     return Path(path).stem if path else None
 
 
-
 def files_named_like(folder: str, pictures: list, what: str) -> list[Path | None]:
     """For each picture, the file in ``folder`` with its file name (any of ``SUFFIXES``); None for a picture
     that has no file name (it did not come from the Batch tab), or with no folder given. ``what``: the files'
-    kind, for messages."""
-    if not folder:
+    kind, for messages. The folder is not looked at unless some picture has a file name: pictures sent to the
+    API have none, so a caller cannot learn from the answer which folders the server has."""
+    stems = [source_name(picture) for picture in pictures] if folder else []
+    if not any(stems):
         return [None] * len(pictures)
     directory = Path(folder)
     if not directory.is_dir():
@@ -83,8 +84,7 @@ def files_named_like(folder: str, pictures: list, what: str) -> list[Path | None
         if path.suffix.lower() in SUFFIXES:
             files.setdefault(path.stem, path)
     found = []
-    for picture in pictures:
-        stem = source_name(picture)
+    for stem in stems:
         if stem and stem not in files:
             raise Depth2ImgError(f"No {what} named {stem} ({', '.join(SUFFIXES)}) in the depth folder {directory}.")
         found.append(files[stem] if stem else None)

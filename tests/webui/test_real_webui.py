@@ -336,8 +336,8 @@ def test_invalid_depth_map_is_a_clear_error(webui):
                                                                  "depth_map": base64.b64encode(b"junk").decode()}]}}}
     response = webui.post("/sdapi/v1/img2img", payload)
     assert response.status_code == 500
-    assert response.json()["errors"] == "The depth map (base64) is not a picture OpenCV can read; use PNG, JPEG, " \
-                                        "WebP or TIFF."
+    assert response.json()["errors"].startswith("The depth map is not valid base64 picture data: the bytes it holds "
+                                                "are not a PNG, JPEG, WebP, TIFF or BMP file.")
 
 
 def test_depth_anything_from_models_folder(webui):
