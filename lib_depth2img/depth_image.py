@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import math
 import os
 from pathlib import Path
 
@@ -17,10 +18,11 @@ _LUMA = np.array([0.299, 0.587, 0.114])  # ITU-R 601, as PIL's convert("L")
 
 
 def _single_map(depth: torch.Tensor) -> np.ndarray:
-    array = depth.detach().float().cpu().squeeze()
-    if array.ndim != 2:
+    array = depth.detach().float().cpu()
+    # The last two dimensions are the map's: squeeze() would also drop the sides of a 1x1 or 1xN picture's map.
+    if array.ndim < 2 or math.prod(array.shape[:-2]) != 1 or array.numel() == 0:
         raise Depth2ImgError(f"Expected one depth map, got a tensor of shape {tuple(depth.shape)}.")
-    array = torch.nan_to_num(array).numpy().astype(np.float64)
+    array = torch.nan_to_num(array.reshape(array.shape[-2:])).numpy().astype(np.float64)
     low, high = array.min(), array.max()
     return (array - low) / (high - low) if high > low else np.zeros_like(array)
 
