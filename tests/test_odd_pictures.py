@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from PIL import Image
 from reference import conditioning_by_the_rule, depth_by_the_rule, rule_weights, synthetic_image
 from tiny_estimators import _initialised, create_tiny_estimator, tiny_rule_state
+from webui_helpers import _script
 
 from lib_depth2img import Depth2ImgError
 from lib_depth2img.depth import estimate_depth
@@ -28,6 +29,7 @@ from lib_depth2img.depth_image import depth_png, depth_to_image, save_depth_png
 from lib_depth2img.estimators import ESTIMATORS
 from lib_depth2img.estimators.dpt import DPTConfig, DPTDepthModel
 from lib_depth2img.estimators.midas_small import MidasSmall
+from lib_depth2img.generation_args import DepthArgs
 from lib_depth2img.pipeline import condition_pictures
 from lib_depth2img.transforms import MIDAS_V21_INPUT, estimator_input_size, prepare_estimator_input
 from lib_depth2img.weights import load_estimator_weights
@@ -265,8 +267,6 @@ def test_preview_depth_of_a_strip_and_a_dot(webui, depth_model):
 
 def test_img2img_at_the_webuis_widest_size(webui, depth_model):
     """2048x64, the widest the WebUI's sliders allow: DPT's rule made its input 0x384."""
-    from webui_helpers import _script
-
     model, counter = depth_model
     picture = _pil(64, 2048)
     p = webui.processing.StableDiffusionProcessingImg2Img([picture], 2048, 64)
@@ -275,3 +275,82 @@ def test_img2img_at_the_webuis_widest_size(webui, depth_model):
     pixels = torch.from_numpy(np.asarray(picture, dtype=np.float32) / 255).permute(2, 0, 1)[None]
     expected = conditioning_by_the_rule(depth_by_the_rule(model.depth_model.model, pixels, (32, 384)), (8, 256))
     assert torch.allclose(p.sampled_with[0], expected, atol=1e-3)
+
+
+class _ResizeLimit:
+    """Fails any resize, by Pillow or torch, to more than ``pixels``, before it allocates them."""
+
+    def __init__(self, monkeypatch, pixels: int):
+        self.pixels = pixels
+        pil_resize, torch_resize = Image.Image.resize, torch.nn.functional.interpolate
+
+        def pil(image, size, *args, **kwargs):
+            self.check(size)
+            return pil_resize(image, size, *args, **kwargs)
+
+        def tensor(x, size=None, *args, **kwargs):
+            self.check(size or (0, 0))
+            return torch_resize(x, size, *args, **kwargs)
+
+        monkeypatch.setattr(Image.Image, "resize", pil)
+        monkeypatch.setattr(torch.nn.functional, "interpolate", tensor)
+
+    def check(self, size) -> None:
+        assert size[0] * size[1] <= self.pixels, f"a resize to {size[0]}x{size[1]}"
+
+
+THIN = [STRIP, (3000, 4), DOT, (1, 3000), (3000, 1)]
+TARGETS = [(512, 512), (64, 2048), (2048, 64)]
+
+
+@pytest.mark.parametrize("mode", [1, 2])  # crop, fill: stretch (0) has no arithmetic to fail
+def test_a_picture_for_depth_of_any_shape_is_fitted_to_the_generation(webui, monkeypatch, mode):
+    """The WebUI's resize_image (the imitation does its arithmetic) makes a strip 0 pixels high for "fill"
+    (PIL: "height and width must be > 0"), and covers 2048x64 with a 1x3000 picture at 2048x6144000 for
+    "crop". Fitted pictures are the generation's size, and no resize on the way is over 100 times it."""
+    from lib_depth2img.webui.pictures import fit_picture
+
+    limit = _ResizeLimit(monkeypatch, 0)
+    for height, width in THIN:
+        for target_height, target_width in TARGETS:
+            limit.pixels = 100 * target_width * target_height
+            assert fit_picture(mode, _pil(height, width), target_width, target_height).size == (target_width,
+                                                                                               target_height)
+
+
+def test_an_ordinary_picture_for_depth_is_fitted_as_the_webui_fits_it(webui):
+    from modules import images
+
+    from lib_depth2img.webui.pictures import fit_picture
+
+    for mode in (0, 1, 2):
+        for picture in (_pil(128, 192), _pil(64, 512), _pil(600, 90)):  # up to 8:1 against 128x128
+            expected = images.resize_image(mode, picture, 128, 128)
+            assert np.array_equal(np.asarray(fit_picture(mode, picture, 128, 128)), np.asarray(expected))
+
+
+def test_a_thin_depth_map_is_cut_before_it_is_scaled(monkeypatch):
+    """A 300x1 map covering 8x256 is scaled x256: the whole would be 76800x256 before the middle 8 rows are
+    kept. The result is the whole's middle, and a 3000x1 map for 64x2048 (6144000x2048 whole) is fitted."""
+    from lib_depth2img.user_depth import fit_depth_map
+
+    ramp = torch.arange(300.0).view(1, 1, 300, 1)
+    whole = torch.nn.functional.interpolate(ramp, size=(76800, 256), mode="bilinear", align_corners=False)
+    assert torch.allclose(fit_depth_map(ramp, 8, 256, 1), whole[..., 38396:38404, :], atol=1e-4)
+    _ResizeLimit(monkeypatch, 100 * 64 * 2048)
+    assert fit_depth_map(torch.rand(1, 1, 3000, 1), 64, 2048, 1).shape == (1, 1, 64, 2048)
+
+
+@pytest.mark.parametrize("fit", ["crop", "fill"])
+def test_txt2img_and_its_preview_with_a_strip_for_depth(webui, depth_model, fit):
+    from lib_depth2img.webui import preview
+
+    encoded = _encoded(_pil(*STRIP))
+    p = webui.processing.StableDiffusionProcessingTxt2Img(128, 128, script_args=[{"depth_picture": encoded,
+                                                                                  "fit": fit}])
+    webui.processing.process_images(p, [_script(webui, is_img2img=False)])
+    conditioning = next(unet_input for name, unet_input in p.sampled_with if name == "first")[:, 4:]
+    assert conditioning.shape == (1, 1, 16, 16) and torch.isfinite(conditioning).all()
+    settings = DepthArgs(depth_picture=encoded, fit=fit).to_script_args()
+    image, message = preview.preview_depth(-1, *[None] * len(preview.picture_inputs()), *settings, 128, 128)
+    assert image is not None and image.size == (128, 128), message
