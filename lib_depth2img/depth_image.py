@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import math
 import os
 from pathlib import Path
 
@@ -21,9 +22,11 @@ _BAND_ROWS = 256
 
 def _single_map(depth: torch.Tensor) -> torch.Tensor:
     """The map as float32 ``[H,W]`` stretched over [0, 1]."""
-    levels = torch.nan_to_num(depth.detach().float().cpu().squeeze())
-    if levels.ndim != 2:
+    levels = depth.detach().float().cpu()
+    # The last two dimensions are the map's: squeeze() would also drop the sides of a 1x1 or 1xN picture's map.
+    if levels.ndim < 2 or math.prod(levels.shape[:-2]) != 1 or levels.numel() == 0:
         raise Depth2ImgError(f"Expected one depth map, got a tensor of shape {tuple(depth.shape)}.")
+    levels = torch.nan_to_num(levels.reshape(levels.shape[-2:]))
     low, high = levels.min(), levels.max()
     return (levels - low) / (high - low) if high > low else torch.zeros_like(levels)
 

@@ -4,6 +4,11 @@ The reference transform (MiDaS ``Resize`` + ``NormalizeImage``) goes through num
 OpenCV, which cannot resize float16 ("src data type = 23 is not supported") and
 forces a trip to the CPU. This does the same arithmetic with ``F.interpolate``:
 bicubic with a = -0.75 and clamped borders, as ``cv2.INTER_CUBIC``.
+
+The official size rules fail on thin and extreme pictures: a 4x3000 strip's short side rounds to 0
+(torch's "output (H: 0, W: 384)"), and Depth Anything's lower bound gives it a 518x388500 input. So
+every side is clamped to between one multiple and ``MAX_SIDE_IN_SIZES`` times the estimator's size;
+pictures up to about 8:1 are untouched, and the depth is resized back to the picture's own size anyway.
 """
 
 from __future__ import annotations
@@ -37,6 +42,12 @@ MIDAS_V21_INPUT = InputSpec(384, "upper_bound", 32, (0.485, 0.456, 0.406), (0.22
 MIDAS_V21_SMALL_INPUT = InputSpec(256, "upper_bound", 32, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 DEPTH_ANYTHING_INPUT = InputSpec(518, "lower_bound", 14, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225),
                                  output_mode="bilinear", output_align_corners=True)
+MAX_SIDE_IN_SIZES = 8  # an 8:1 panorama still gets its official input (Depth Anything: 518x4144)
+
+
+def input_side_bounds(spec: InputSpec) -> tuple[int, int]:
+    """The shortest and the longest side an estimator's input is given (each a multiple of ``multiple_of``)."""
+    return spec.multiple_of, spec.size * MAX_SIDE_IN_SIZES // spec.multiple_of * spec.multiple_of
 
 
 def _to_multiple(value: float, multiple: int, max_value: int | None = None, min_value: int = 0) -> int:
@@ -50,7 +61,11 @@ def _to_multiple(value: float, multiple: int, max_value: int | None = None, min_
 
 
 def estimator_input_size(height: int, width: int, spec: InputSpec) -> tuple[int, int]:
-    """The (height, width) MiDaS's ``Resize(keep_aspect_ratio=True)`` gives a picture of this size."""
+    """The (height, width) MiDaS's ``Resize(keep_aspect_ratio=True)`` gives a picture of this size, each side
+    kept within ``input_side_bounds``."""
+    if height < 1 or width < 1:
+        raise Depth2ImgError(f"A picture of {width}x{height} pixels has nothing to estimate depth from; "
+                             "give one at least 1x1.")
     scale_h, scale_w = spec.size / height, spec.size / width
     if spec.resize_method == "minimal":
         scale = scale_w if abs(1 - scale_w) < abs(1 - scale_h) else scale_h
@@ -64,8 +79,9 @@ def estimator_input_size(height: int, width: int, spec: InputSpec) -> tuple[int,
     else:
         raise ValueError(f"unknown resize method {spec.resize_method!r}")
     floor = spec.size if spec.resize_method == "lower_bound" else 0
-    return (_to_multiple(scale * height, spec.multiple_of, limit, floor),
-            _to_multiple(scale * width, spec.multiple_of, limit, floor))
+    shortest, longest = input_side_bounds(spec)
+    return tuple(min(max(_to_multiple(scale * side, spec.multiple_of, limit, floor), shortest), longest)
+                 for side in (height, width))
 
 
 def check_images(images: torch.Tensor) -> None:

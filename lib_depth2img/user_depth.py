@@ -6,6 +6,8 @@ read by luminance. Fitted to the picture by the WebUI's resize modes.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -79,6 +81,15 @@ def fit_depth_map(depth: torch.Tensor, height: int, width: int, resize_mode: int
 
     if resize_mode == 1:
         scale = max(height / h, width / w)
+        # Only the middle is kept: a thin map covering a wide picture would be scaled to gigapixels first (1x3000
+        # for 2048x64: 6144000x2048), so beyond 8 times the picture's size the rest is cut before scaling.
+        def middle(side: int, target: int) -> tuple[int, int]:  # (start, length), centred exactly
+            keep = min(side, math.ceil(8 * target / scale))
+            keep += (side - keep) % 2
+            return (side - keep) // 2, keep
+
+        (top, h), (left, w) = middle(h, height), middle(w, width)
+        depth = depth[..., top:top + h, left:left + w]
         scaled = resize(depth, (max(height, round(h * scale)), max(width, round(w * scale))))
         top, left = (scaled.shape[-2] - height) // 2, (scaled.shape[-1] - width) // 2
         return scaled[..., top:top + height, left:left + width]

@@ -12,6 +12,10 @@ from lib_depth2img.picture_files import open_picture
 from lib_depth2img.webui.batch_names import files_named_like
 
 FILL_ORIGINAL = 1  # "Masked content: original": the only mode that keeps the picture under the mask
+# Pictures up to this many times wider or taller than the generation are fitted by the WebUI's resize_image as
+# they are. Beyond it, it makes a strip 0 pixels high ("fill": PIL's "height and width must be > 0") or covers
+# the generation with gigapixels ("crop": a 1x3000 picture for 2048x64 becomes 2048x6144000 first).
+MAX_ASPECT_MISMATCH = 8
 
 
 def pil_to_tensor(picture: Image.Image) -> torch.Tensor:
@@ -23,6 +27,26 @@ def pil_to_tensor(picture: Image.Image) -> torch.Tensor:
 def only_masked_crop(p) -> tuple[int, int, int, int] | None:
     """(x, y, width, height) of the part "Inpaint area: Only masked" samples, or None for the whole picture."""
     return getattr(p, "paste_to", None) if p.image_mask is not None and p.inpaint_full_res else None
+
+
+def fit_picture(resize_mode: int, picture: Image.Image, width: int, height: int) -> Image.Image:
+    """``images.resize_image`` for a person's picture of any shape. One more than ``MAX_ASPECT_MISMATCH`` times
+    wider or taller than ``width`` x ``height`` is first cropped to that ratio for "crop" (which keeps only its
+    middle anyway), or scaled to fit, at least a pixel thick, for "fill"."""
+    target = width / height
+    mismatch = picture.width / picture.height / target
+    beyond = not 1 / MAX_ASPECT_MISMATCH <= mismatch <= MAX_ASPECT_MISMATCH
+    if resize_mode == 1 and beyond:
+        limit = target * MAX_ASPECT_MISMATCH if mismatch > 1 else target / MAX_ASPECT_MISMATCH
+        new_width = min(picture.width, max(1, round(picture.height * limit)))
+        new_height = min(picture.height, max(1, round(picture.width / limit)))
+        left, top = (picture.width - new_width) // 2, (picture.height - new_height) // 2
+        picture = picture.crop((left, top, left + new_width, top + new_height))
+    elif resize_mode == 2 and beyond:
+        scale = min(width / picture.width, height / picture.height)
+        picture = picture.resize((max(1, round(picture.width * scale)), max(1, round(picture.height * scale))),
+                                 Image.LANCZOS)
+    return images.resize_image(resize_mode, picture, width, height)
 
 
 def untouched_pictures(p) -> torch.Tensor:
@@ -49,7 +73,7 @@ def lay_out_like_init(p, picture: Image.Image, init_picture: Image.Image) -> tor
         whole = picture.resize(init_picture.size, Image.LANCZOS)
         picture = images.resize_image(2, whole.crop((x, y, x + width, y + height)), p.width, p.height)
     else:
-        picture = images.resize_image(p.resize_mode if p.resize_mode in (0, 1, 2) else 0, picture, p.width, p.height)
+        picture = fit_picture(p.resize_mode if p.resize_mode in (0, 1, 2) else 0, picture, p.width, p.height)
     return pil_to_tensor(picture)
 
 

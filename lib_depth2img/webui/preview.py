@@ -15,7 +15,7 @@ from lib_depth2img.picture_files import open_picture
 from lib_depth2img.pipeline import condition_depth_map, condition_pictures
 from lib_depth2img.user_depth import RESIZE_MODE_OF_FIT, read_depth_map
 from lib_depth2img.webui import generation
-from lib_depth2img.webui.pictures import pil_to_tensor
+from lib_depth2img.webui.pictures import fit_picture, pil_to_tensor
 
 NO_PICTURE = "Load a picture in the img2img or inpaint tab first."
 NO_MAP = "Depth source is 'upload': upload a depth map in the Depth-to-image accordion first."
@@ -49,7 +49,7 @@ def preview_depth(tab_index, *values) -> tuple[Image.Image | None, str]:
         if args.depth_picture is not None:  # the depth of the picture for depth, laid out as it will be
             picture = open_picture(args.depth_picture)
             if size is not None:
-                picture = images.resize_image(RESIZE_MODE_OF_FIT[args.fit], picture, size[1], size[0])
+                picture = fit_picture(RESIZE_MODE_OF_FIT[args.fit], picture, size[1], size[0])
         if picture is None:
             return None, NO_PICTURE if size is None else NO_TXT2IMG_PICTURE
         return _preview_estimate(args, picture)

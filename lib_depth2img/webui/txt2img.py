@@ -13,14 +13,13 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
-from modules import images
 
 from lib_depth2img.conditioning import build_depth_conditioning
 from lib_depth2img.generation_args import DepthArgs
 from lib_depth2img.picture_files import open_picture
 from lib_depth2img.pipeline import DepthConditioning
 from lib_depth2img.user_depth import RESIZE_MODE_OF_FIT
-from lib_depth2img.webui.pictures import pil_to_tensor
+from lib_depth2img.webui.pictures import fit_picture, pil_to_tensor
 
 CONDITIONING_METHODS = ("txt2img_image_conditioning", "img2img_image_conditioning")
 
@@ -28,7 +27,7 @@ CONDITIONING_METHODS = ("txt2img_image_conditioning", "img2img_image_conditionin
 def fitted_picture(p, args: DepthArgs) -> torch.Tensor:
     """The picture for depth as ``[1,3,H,W]`` in [0, 1], fitted to the generation's size as the WebUI fits
     img2img's pictures (crop, stretch or fill)."""
-    picture = images.resize_image(RESIZE_MODE_OF_FIT[args.fit], open_picture(args.depth_picture), p.width, p.height)
+    picture = fit_picture(RESIZE_MODE_OF_FIT[args.fit], open_picture(args.depth_picture), p.width, p.height)
     return pil_to_tensor(picture)[None]
 
 

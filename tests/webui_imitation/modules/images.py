@@ -16,10 +16,12 @@ def resize_image(resize_mode, im, width, height, upscaler_name=None):
         return canvas
     if resize_mode != 2:
         raise NotImplementedError("the imitation covers resize modes 0, 1 and 2")
-    scale = min(width / im.width, height / im.height)
-    fitted = im.resize((round(im.width * scale), round(im.height * scale)), resample=Image.LANCZOS)
+    ratio, src_ratio = width / height, im.width / im.height  # fit inside, centred: the real one's arithmetic
+    src_w = width if ratio < src_ratio else im.width * height // im.height
+    src_h = height if ratio >= src_ratio else im.height * width // im.width
     canvas = Image.new("RGB", (width, height))
-    canvas.paste(fitted, ((width - fitted.width) // 2, (height - fitted.height) // 2))
+    canvas.paste(im.resize((src_w, src_h), resample=Image.LANCZOS),
+                 box=(width // 2 - src_w // 2, height // 2 - src_h // 2))
     return canvas
 
 
