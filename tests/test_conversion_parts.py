@@ -15,7 +15,7 @@ from lib_depth2img.cli import main
 from lib_depth2img.conversion.dpt_keys import dpt_to_midas, dpt_to_transformers
 from lib_depth2img.conversion.ldm_yaml import SD2_DEPTH, depth_yaml
 from lib_depth2img.conversion.plan import Planned, constant, renamed
-from lib_depth2img.conversion.tensor_files import SafetensorsSource, StateDictSource, write_safetensors
+from lib_depth2img.conversion.tensor_files import StateDictSource, WeightsFilesSource, write_safetensors
 from lib_depth2img.conversion.vae_keys import vae_to_ldm
 from lib_depth2img.depth import estimate_depth
 from lib_depth2img.errors import Depth2ImgError
@@ -105,12 +105,12 @@ def test_depth_estimator_gives_the_same_depth_after_conversion_both_ways(tmp_pat
     state = StateDictSource(tiny_hybrid_state)
     write_safetensors(tmp_path / "model.safetensors", [("depth", dpt_to_transformers(state.index))], state,
                       torch.float32)
-    transformers_layout = SafetensorsSource([tmp_path / "model.safetensors"])
+    transformers_layout = WeightsFilesSource([tmp_path / "model.safetensors"])
     layout = {k: tuple(v.shape) for k, v in tiny_hybrid_state.items()}
     write_safetensors(tmp_path / "midas.safetensors", [("depth", dpt_to_midas(transformers_layout.index, layout))],
                       transformers_layout, torch.float32)
     estimator = create_estimator("dpt_hybrid")
-    midas = SafetensorsSource([tmp_path / "midas.safetensors"])
+    midas = WeightsFilesSource([tmp_path / "midas.safetensors"])
     load_estimator_weights(estimator, {k: midas.read(k) for k in midas.index})
     picture = synthetic_batch(384, 384)
     before, after = estimate_depth(tiny_hybrid, picture), estimate_depth(estimator, picture)
