@@ -3,12 +3,13 @@
 The file is opened once (``WeightsFile``): PyTorch files are read by our own restricted unpickler (no
 pickled code runs, whatever else the file holds), and from both kinds only the tensors needed are read.
 A ``.safetensors`` file's tensors stay backed by the file where the system allows: an estimator built on
-the meta device takes them as they are, so its weights cost page cache, not a second copy.
+the meta device takes them as they are, so its weights cost page cache, not a second copy. The weights
+are set on the estimator's modules directly, never through ``load_state_dict``, which a host may have
+replaced.
 """
 
 from __future__ import annotations
 
-import inspect
 import os
 from pathlib import Path
 
@@ -77,25 +78,40 @@ def load_estimator_weights(estimator: nn.Module, state: dict[str, torch.Tensor],
                 parts.append(f"{len(keys)} {label}: {shown}.")
         parts.append("Check that the file matches the chosen estimator. " + where_weights_live())
         raise Depth2ImgError(" ".join(parts))
-    if any(tensor.is_meta for tensor in expected.values()):
-        _load_into_meta_module(estimator, state, expected)
-    else:
-        estimator.load_state_dict(state, strict=True)
+    meta = any(tensor.is_meta for tensor in expected.values())
+    if meta:  # the state's tensors themselves, cast only where the dtype differs
+        state = {k: v.to(expected[k].dtype) if v.is_floating_point() and expected[k].is_floating_point() else v
+                 for k, v in state.items()}
+    _set_weights(estimator, state, assign=meta)
+    if meta:
+        materialise_computed_buffers(estimator)
 
 
-_ASSIGN_SUPPORTED = "assign" in inspect.signature(nn.Module.load_state_dict).parameters  # torch >= 2.1
+def _set_weights(module: nn.Module, state: dict[str, torch.Tensor], assign: bool) -> None:
+    """Each parameter and persistent buffer set from ``state`` on its own module, as ``load_state_dict`` would.
 
-
-def _load_into_meta_module(estimator: nn.Module, state: dict[str, torch.Tensor],
-                           expected: dict[str, torch.Tensor]) -> None:
-    state = {k: v.to(expected[k].dtype) if v.is_floating_point() and expected[k].is_floating_point() else v
-             for k, v in state.items()}
-    if _ASSIGN_SUPPORTED:
-        estimator.load_state_dict(state, strict=True, assign=True)
-    else:  # older torch: allocate, then copy in
-        estimator.to_empty(device=next(iter(state.values())).device)
-        estimator.load_state_dict(state, strict=True)
-    materialise_computed_buffers(estimator)
+    Not through ``load_state_dict``: the WebUI replaces it (and ``_load_from_state_dict``) while it loads a
+    model, and two overlapping loads leave the replacement in place. ``assign`` takes the state's tensors
+    themselves (parameters stay ``Parameter``s, with their ``requires_grad``), as ``assign=True`` does;
+    otherwise they are copied into the module's own tensors."""
+    with torch.no_grad():
+        for prefix, submodule in module.named_modules(remove_duplicate=False):
+            prefix = f"{prefix}." if prefix else ""
+            for name, parameter in list(submodule._parameters.items()):
+                if parameter is None:
+                    continue
+                if assign:
+                    submodule._parameters[name] = nn.Parameter(state[prefix + name],
+                                                               requires_grad=parameter.requires_grad)
+                else:
+                    parameter.copy_(state[prefix + name])
+            for name, buffer in list(submodule._buffers.items()):
+                if buffer is None or name in submodule._non_persistent_buffers_set:
+                    continue
+                if assign:
+                    submodule._buffers[name] = state[prefix + name]
+                else:
+                    buffer.copy_(state[prefix + name])
 
 
 def materialise_computed_buffers(module: nn.Module) -> None:
