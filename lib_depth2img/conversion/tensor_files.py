@@ -1,14 +1,15 @@
 """Weights read one tensor at a time, and a ``.safetensors`` file written as its tensors are made.
 
 Reading seeks to a tensor's bytes instead of memory-mapping the file, so a multi-GB
-conversion holds about one tensor in memory. The output is written beside its final name
-and renamed at the end: an interrupted conversion leaves no half-written checkpoint.
+conversion holds about one tensor in memory. The output is written to a new file made
+exclusively beside its final name and renamed at the end (``output_files.replacing_file``):
+an interrupted conversion leaves no half-written checkpoint, and a link planted at the
+output's name is replaced, never written through.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import torch
 
 from lib_depth2img.conversion.plan import Planned
 from lib_depth2img.errors import Depth2ImgError
+from lib_depth2img.output_files import replacing_file
 from lib_depth2img.safetensors_header import SAFETENSORS_DTYPES
 from lib_depth2img.tensor_info import TensorInfo
 from lib_depth2img.weights_file import WeightsFile
@@ -76,20 +78,15 @@ def write_safetensors(path: Path, parts: list[tuple[str, list[Planned]]], source
             offset += size
     encoded = json.dumps(header, separators=(",", ":")).encode()
     encoded += b" " * (-len(encoded) % 8)  # the format aligns tensor data to 8 bytes
-    partial = path.with_name(path.name + ".partial")
-    try:
-        with partial.open("wb") as f:
-            f.write(len(encoded).to_bytes(8, "little"))
-            f.write(encoded)
-            for label, plan in parts:
-                for p in tqdm(plan, desc=f"{path.name}: {label}", unit="tensor"):
-                    tensor = p.make([source.read(s) for s in p.sources]).to(dtypes[p.name]).contiguous()
-                    if tuple(tensor.shape) != p.shape:
-                        raise Depth2ImgError(f"{p.name} came out {tuple(tensor.shape)}, expected {p.shape}.")
-                    f.write(tensor.reshape(-1).view(torch.uint8).numpy().data)
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
+    with replacing_file(path) as f:
+        f.write(len(encoded).to_bytes(8, "little"))
+        f.write(encoded)
+        for label, plan in parts:
+            for p in tqdm(plan, desc=f"{path.name}: {label}", unit="tensor"):
+                tensor = p.make([source.read(s) for s in p.sources]).to(dtypes[p.name]).contiguous()
+                if tuple(tensor.shape) != p.shape:
+                    raise Depth2ImgError(f"{p.name} came out {tuple(tensor.shape)}, expected {p.shape}.")
+                f.write(tensor.reshape(-1).view(torch.uint8).numpy().data)
 
 
 def _output_dtype(p: Planned, source, float_dtype: torch.dtype) -> torch.dtype:

@@ -40,6 +40,8 @@ def _checkpoint_source(checkpoint: Path):
 
 def checkpoint_to_diffusers(checkpoint: Path, out: Path, half: bool = False, base: Path | None = None,
                             overwrite: bool = False) -> Path:
+    if out.is_symlink():  # the model would be written wherever the link points
+        raise Depth2ImgError(f"{out} is a symbolic link; name a real folder (or a new one) for the diffusers model.")
     if out.exists() and not out.is_dir():
         raise Depth2ImgError(f"{out} is a file; name a folder for the diffusers model.")
     if out.exists() and any(out.iterdir()) and not overwrite:
