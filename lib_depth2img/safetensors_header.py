@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import BinaryIO, NamedTuple
 
 from lib_depth2img.errors import Depth2ImgError
-from lib_depth2img.tensor_info import TensorInfo
+from lib_depth2img.tensor_info import TensorInfo, shape_text
 
 MAX_HEADER_BYTES = 16 * 2**20
 # the format's dtype codes -> torch's names; the last three are not bytes and no torch reads them
@@ -130,13 +130,13 @@ def _tiled(path: Path, entries: list, data_start: int, size: int) -> dict[str, S
             where = "overlaps the tensor before it" if start < end_so_far else \
                 "leaves a gap before it" if start > end_so_far else "ends before it starts"
             raise _damaged(path, f"tensor {_shown(name)} (data_offsets [{start}, {end}]) {where}")
-        numel = math.prod(shape)
-        bits = numel * _BITS.get(dtype, 8)
-        if bits > _U64_MAX * 8 or (numel == 0 and _overflows_before_a_zero(shape)):
+        numel = _element_count(shape)
+        bits = None if numel is None else numel * _BITS.get(dtype, 8)
+        if bits is None or bits > _U64_MAX * 8:
             raise _damaged(path, f"the shape of tensor {_shown(name)} is too large to be stored")
         if bits % 8 or end - start != bits // 8:
-            raise _damaged(path, f"tensor {_shown(name)} has {end - start:,} bytes, but its shape {list(shape)} "
-                                 f"of {dtype} needs {bits / 8:,g}")
+            raise _damaged(path, f"tensor {_shown(name)} has {end - start:,} bytes, but its shape "
+                                 f"{shape_text(shape)} of {dtype} needs {bits / 8:,g}")
         stored[name] = StoredTensor(TensorInfo(shape, SAFETENSORS_DTYPES[dtype]), data_start + start, data_start + end)
         end_so_far = end
     if data_start + end_so_far < size:
@@ -148,14 +148,18 @@ def _tiled(path: Path, entries: list, data_start: int, size: int) -> dict[str, S
     return stored
 
 
-def _overflows_before_a_zero(shape: tuple[int, ...]) -> bool:
-    """Whether the library, multiplying out ``shape`` in 64 bits, overflows before it meets the 0."""
+def _element_count(shape: tuple[int, ...]) -> int | None:
+    """prod(shape) as the library counts it, in 64 bits: None where that overflows on the way, even before a 0."""
+    if len(shape) <= 8:  # few factors: one quick product, unless it may have overflowed before a 0
+        numel = math.prod(shape)
+        if 0 < numel <= _U64_MAX or 0 not in shape:
+            return numel if numel <= _U64_MAX else None
     numel = 1
-    for dim in shape[:shape.index(0)]:
+    for dim in shape:  # a million factors would make a number too big to multiply out
         numel *= dim
         if numel > _U64_MAX:
-            return True
-    return False
+            return None
+    return numel
 
 
 class _RepeatedKeys(dict):

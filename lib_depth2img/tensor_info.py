@@ -28,3 +28,8 @@ def torch_dtype(name: str) -> torch.dtype | None:
     """The torch dtype called ``name`` in the table; None for a name outside it or one this torch lacks."""
     return _TORCH_DTYPES.get(name)
 
+
+def shape_text(shape) -> str:
+    """A shape for a message, cut short: a hostile file can claim a million dimensions."""
+    text = str(list(shape))
+    return text if len(text) <= 80 else text[:76] + "...]"

@@ -9,8 +9,10 @@ bare ``state_dict()``, and a malicious file imports and runs nothing.
 What could cost memory is bounded before it is spent. A pickle may hold at most ``MAX_PICKLE_BYTES``
 (a zip member is inflated only that far; bzip2 and lzma members, which torch cannot read either, not at
 all): a full SD checkpoint's is about 0.3 MiB, and unpickling can cost some 75 bytes of memory per pickle
-byte. Every tensor must lie inside its storage and claim no more elements than it holds, and the
-storages together must fit in the file, so reading every tensor costs at most the file's size.
+byte. Python's own unpickler does the work, whose memo is a dict (the C one's is an array as long as the
+largest index named: a 10-byte pickle cost 4 GiB). Every tensor must lie inside its storage and claim no
+more elements than it holds, and the storages together must fit in the file, so reading every tensor
+costs at most the file's size.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from pathlib import Path
 import torch
 
 from lib_depth2img.errors import Depth2ImgError
-from lib_depth2img.tensor_info import ITEM_SIZES, TensorInfo, torch_dtype
+from lib_depth2img.tensor_info import ITEM_SIZES, TensorInfo, shape_text, torch_dtype
 from lib_depth2img.weights_format import TORCH_LEGACY, TORCH_LEGACY_MAGIC
 
 MAX_PICKLE_BYTES = 8 * 2**20
@@ -36,6 +38,7 @@ _STORAGE_CLASSES = {"DoubleStorage": "float64", "FloatStorage": "float32", "Half
                     "ComplexFloatStorage": "complex64", "ComplexDoubleStorage": "complex128",
                     "UntypedStorage": "uint8"}
 _INT64_LIMIT = 2**63
+_MAX_DIMS = 64  # a million dimensions would make their product too big to multiply out
 
 
 class _Malformed(Exception):
@@ -121,24 +124,27 @@ def _natural(value) -> bool:
     return type(value) is int and 0 <= value < _INT64_LIMIT
 
 
-def _record(storage, dtype: str, offset, size, stride) -> PickledTensor:
+def _record(storage, dtype: str | None, offset, size, stride) -> PickledTensor:
+    """A tensor of ``dtype`` (None: the storage's own) over ``storage``, once it is shown to lie inside it."""
     if not isinstance(storage, StorageRef):
         raise _Malformed("a tensor's data is not one of its stored storages")
+    dtype = dtype or storage.dtype
     if not (_natural(offset) and isinstance(size, tuple) and isinstance(stride, tuple) and len(size) == len(stride)
-            and all(_natural(n) for n in size) and all(_natural(s) for s in stride)):
-        raise _Malformed("a tensor's shape, strides or offset are not non-negative 64-bit integers")
+            and len(size) <= _MAX_DIMS and all(_natural(n) for n in size) and all(_natural(s) for s in stride)):
+        raise _Malformed(f"a tensor's shape, strides or offset are not up to {_MAX_DIMS} non-negative 64-bit "
+                         "integers")
     available = storage.numel * ITEM_SIZES[storage.dtype] // ITEM_SIZES[dtype]
     numel = math.prod(size)
+    shape = shape_text(size)
     if numel and offset + sum((n - 1) * s for n, s in zip(size, stride, strict=True)) >= available:
-        raise _Malformed(f"a tensor of shape {list(size)} reaches past the {available:,} elements of its storage")
+        raise _Malformed(f"a tensor of shape {shape} reaches past the {available:,} elements of its storage")
     if numel > available:  # stride 0 repeats elements: a few stored bytes could claim terabytes
-        raise _Malformed(f"a tensor of shape {list(size)} claims more elements than the {available:,} its storage "
-                         "holds")
+        raise _Malformed(f"a tensor of shape {shape} claims more elements than the {available:,} its storage holds")
     return PickledTensor(TensorInfo(size, dtype), storage, offset, stride)
 
 
 def _rebuild_tensor(storage, offset, size, stride, *rest, **kwargs):  # v1 and v2: the storage's dtype
-    return _record(storage, getattr(storage, "dtype", "uint8"), offset, size, stride)
+    return _record(storage, None, offset, size, stride)
 
 
 def _rebuild_tensor_v3(storage, offset, size, stride, requires_grad, hooks, dtype, *rest, **kwargs):
@@ -148,7 +154,8 @@ def _rebuild_tensor_v3(storage, offset, size, stride, requires_grad, hooks, dtyp
 
 
 def _rebuild_meta_tensor(dtype, size, *rest, **kwargs):
-    if not (isinstance(dtype, _DType) and isinstance(size, tuple) and all(_natural(n) for n in size)):
+    if not (isinstance(dtype, _DType) and isinstance(size, tuple) and len(size) <= _MAX_DIMS
+            and all(_natural(n) for n in size)):
         raise _Malformed("a tensor saved without data has no valid dtype and shape")
     return PickledTensor(TensorInfo(size, dtype.dtype), None)
 
@@ -169,9 +176,12 @@ _REBUILDS.update({(module, name): _Rebuild(_rebuild_from_type) for module in ("t
                   for name in ("_rebuild_from_type", "_rebuild_from_type_v2")})
 
 
-class _RestrictedUnpickler(pickle.Unpickler):
+class _RestrictedUnpickler(pickle._Unpickler):
+    """Python's own unpickler, not the C one: that one grows its memo to the largest index a LONG_BINPUT
+    names, so ten bytes could ask for gigabytes; this one keeps its memo in a dict."""
+
     def __init__(self, file, checkpoint: TorchCheckpoint):
-        super().__init__(file)
+        super().__init__(file, encoding="utf-8")  # as torch.load reads pickles from Python 2
         self.checkpoint = checkpoint
 
     def find_class(self, module: str, name: str):

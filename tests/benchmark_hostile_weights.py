@@ -1,8 +1,9 @@
 """What hostile weights files cost our readers: seconds and peak memory rise, each read in its own process.
 
 ``python tests/benchmark_hostile_weights.py [--code CHECKOUT] [--bomb-gib 2.3]``: writes the files of
-issue 18 (a .ckpt whose data.pkl is a bzip2 or deflate bomb, a 100 MB .safetensors header) and the worst
-cases still inside our limits (a 16 MiB header of one-byte tensors, an 8 MiB pickle of empty dicts), then
+issue 18 (a .ckpt whose data.pkl is a bzip2 or deflate bomb, a 100 MB .safetensors header), the worst
+cases still inside our limits (a 16 MiB header of one-byte tensors, an 8 MiB pickle of empty dicts) and a
+pickle whose LONG_BINPUT names a huge memo slot, then
 reads each with ``read_tensor_index`` and prints one JSON line per file. ``--code`` measures another
 checkout's ``lib_depth2img`` (e.g. the main branch, for the figures before a change).
 """
@@ -70,6 +71,16 @@ def _pickle_flood(path: Path, megabytes: int) -> Path:
     return path
 
 
+def _memo_index(path: Path) -> Path:
+    """A 10-byte data.pkl whose LONG_BINPUT names memo slot 2**28."""
+    members = _small_checkpoint()
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, content in members.items():
+            archive.writestr(name, b"\x80\x02Nr" + struct.pack("<I", 2**28) + b"." if name.endswith("data.pkl")
+                             else content)
+    return path
+
+
 def _header(path: Path, megabytes: float) -> Path:
     """A .safetensors file of one-byte tensors whose header holds ``megabytes`` MB."""
     entries, size = [], 2
@@ -97,6 +108,7 @@ def main() -> None:
             "100 MB safetensors header": lambda p: _header(p, 100),
             "16 MiB safetensors header (our limit)": lambda p: _header(p, 16 * 2**20 / 1e6 - 0.1),
             "8 MiB pickle of empty dicts (our limit)": lambda p: _pickle_flood(p, 8),
+            "10-byte pickle naming memo slot 2**28": _memo_index,
         }
         for label, write in files.items():
             path = write(folder / f"hostile{len(label)}")

@@ -204,6 +204,11 @@ def test_shape_and_bytes_disagreeing_is_said_so(tmp_path):
     assert "has 8 bytes, but its shape [3] of F32 needs 12" in _refused(path)
 
 
+def test_a_shape_of_a_million_dimensions_is_refused_without_multiplying_it_out(tmp_path):
+    header = b'{"a":{"dtype":"U8","shape":[' + b",".join([b"2"] * 1_000_000) + b'],"data_offsets":[0,0]}}'
+    assert "too large to be stored" in _refused(_file(tmp_path, header))
+
+
 def test_a_header_over_the_limit_is_refused_before_it_is_read(tmp_path):
     path = tmp_path / "big-header.safetensors"
     with path.open("wb") as f:  # sparse: the claimed header is never read

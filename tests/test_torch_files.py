@@ -14,6 +14,7 @@ import io
 import math
 import pickle
 import struct
+import subprocess
 import sys
 import zipfile
 from pathlib import Path
@@ -206,6 +207,13 @@ def test_a_record_reaching_past_its_storage_gets_our_error(tmp_path, legacy):
     assert _torch_reads(path) is None
 
 
+def test_a_record_of_a_thousand_dimensions_gets_our_error(tmp_path):
+    storage = Storage("0", torch.uint8, bytes(1))
+    path = write_zip(tmp_path / "dims.pt", {"w": Record(storage, 0, (1,) * 1000, (1,) * 1000)}, [storage])
+    with pytest.raises(Depth2ImgError, match="up to 64 non-negative"):
+        read_tensor_index(path)
+
+
 class RewrittenRecord(Record):
     """A record followed by a BUILD: ``{"info": 5}`` set on the tensor just made."""
 
@@ -304,3 +312,16 @@ def test_a_storage_claiming_more_than_its_member_holds_is_refused(tmp_path):
     path = write_zip(tmp_path / "claims.pt", None, [storage], buffer.getvalue())
     with pytest.raises(Depth2ImgError, match="holds 16 bytes, fewer than its tensors need"):
         read_tensor_index(path)
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="the memory cap is read from Linux's /proc")
+def test_a_ten_byte_pickle_naming_a_huge_memo_index_reads_within_a_small_memory_cap(tmp_path):
+    """LONG_BINPUT 2**28: the C unpickler grows its memo to 2**29 slots (4 GiB) for it."""
+    path = write_zip(tmp_path / "memo.ckpt", None, [], b"\x80\x02Nr" + struct.pack("<I", 2**28) + b".")
+    code = (f"import resource, sys; sys.path.insert(0, {str(Path(__file__).parent.parent)!r})\n"
+            "from lib_depth2img.tensor_index import read_tensor_index\n"
+            "size = next(int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmSize')) * 1024\n"
+            "resource.setrlimit(resource.RLIMIT_AS, (size + 256 * 2**20, resource.RLIM_INFINITY))\n"
+            f"print(read_tensor_index({str(path)!r}))")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0 and run.stdout.strip() == "{}", run.stderr[-500:]
