@@ -6,13 +6,13 @@ and every other name an inert ``Placeholder`` that accepts whatever the pickle d
 checkpoints with callbacks, optimizer states and classes in their hyper-parameters read as well as a
 bare ``state_dict()``, and a malicious file imports and runs nothing.
 
-What could cost memory is bounded before it is spent. A pickle may hold at most ``MAX_PICKLE_BYTES``
-(a zip member is inflated only that far; bzip2 and lzma members, which torch cannot read either, not at
-all): a full SD checkpoint's is about 0.3 MiB, and unpickling can cost some 75 bytes of memory per pickle
-byte. Python's own unpickler does the work, whose memo is a dict (the C one's is an array as long as the
-largest index named: a 10-byte pickle cost 4 GiB). Every tensor must lie inside its storage and claim no
-more elements than it holds, and the storages together must fit in the file, so reading every tensor
-costs at most the file's size.
+What could cost memory is bounded before it is spent. A pickle, and a zip file's directory, may hold at
+most ``MAX_PICKLE_BYTES`` (a zip member is inflated only that far; bzip2 and lzma members, which torch
+cannot read either, not at all): a full SD checkpoint's pickle is about 0.3 MiB and its directory 0.1 MiB,
+and unpickling can cost some 75 bytes of memory per pickle byte. Python's own unpickler does the work,
+whose memo is a dict (the C one's is an array as long as the largest index named: a 10-byte pickle cost
+4 GiB). Every tensor must lie inside its storage and claim no more elements than it holds, and the
+storages together must fit in the file, so reading every tensor costs at most the file's size.
 """
 
 from __future__ import annotations
@@ -267,8 +267,12 @@ class TorchCheckpoint:
         return _RestrictedUnpickler(file, self).load()
 
     def _read_zip(self) -> object:
-        if not zipfile.is_zipfile(self.path):
+        with self.path.open("rb") as f:
+            end = zipfile._EndRecData(f)  # the end record, which zipfile reads first too
+        if end is None:
             raise self._cut_short(EOFError("its zip directory is missing"))
+        if end[zipfile._ECD_SIZE] > MAX_PICKLE_BYTES:  # zipfile holds ten times its size in memory
+            raise self._too_large("zip directory", f"claims {end[zipfile._ECD_SIZE]:,} bytes")
         with zipfile.ZipFile(self.path) as archive:
             pickles = [n for n in archive.namelist() if n.endswith("/data.pkl") and n.count("/") == 1]
             if not pickles:

@@ -325,3 +325,14 @@ def test_a_ten_byte_pickle_naming_a_huge_memo_index_reads_within_a_small_memory_
             f"print(read_tensor_index({str(path)!r}))")
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert run.returncode == 0 and run.stdout.strip() == "{}", run.stderr[-500:]
+
+
+def test_a_zip_directory_over_the_limit_is_refused_before_it_is_read(tmp_path):
+    storage = Storage("0", torch.float32, bytes(16))
+    path = write_zip(tmp_path / "directory.pt", {"w": Record(storage, 0, (4,), (1,))}, [storage])
+    content = bytearray(path.read_bytes())
+    end = content.rfind(b"PK\x05\x06")  # the end record: the directory's size at +12
+    content[end + 12:end + 16] = struct.pack("<I", MAX_PICKLE_BYTES + 1)
+    path.write_bytes(content)
+    with pytest.raises(Depth2ImgError, match="zip directory claims 8,388,609 bytes"):
+        read_tensor_index(path)
