@@ -19,6 +19,7 @@ from lib_depth2img.checkpoint import DEPTH_WEIGHTS_PREFIX, estimator_from_weight
 from lib_depth2img.estimators import create_estimator
 from lib_depth2img.tensor_index import read_tensor_index
 from lib_depth2img.weights import load_estimator_weights, read_named_tensors
+from lib_depth2img.weights_file import WeightsFile
 
 
 def checkpoint_estimator_name(path: str | os.PathLike) -> str | None:
@@ -30,9 +31,8 @@ def checkpoint_estimator_name(path: str | os.PathLike) -> str | None:
 def load_checkpoint_estimator(path: str | os.PathLike, name: str) -> nn.Module:
     """Our estimator ``name`` with the checkpoint's depth weights (only that slice is read)."""
     estimator = create_estimator(name, device="meta")
-    index = read_tensor_index(path)
-    names = [k for k in index if k.startswith(DEPTH_WEIGHTS_PREFIX)]
-    state = {k[len(DEPTH_WEIGHTS_PREFIX):]: v for k, v in read_named_tensors(path, names).items()}
+    state = WeightsFile(path).read_prefix(DEPTH_WEIGHTS_PREFIX)
+    state = {k[len(DEPTH_WEIGHTS_PREFIX):]: v for k, v in state.items()}
     load_estimator_weights(estimator, state, source=f"The depth weights in {Path(path).name}")
     return estimator
 

@@ -21,8 +21,8 @@ from lib_depth2img.depth_image import save_depth_png
 from lib_depth2img.errors import Depth2ImgError
 from lib_depth2img.estimators import create_estimator, describe_unsupported, detect_estimator, where_weights_live
 from lib_depth2img.picture_files import PICTURE_SUFFIXES, check_picture, read_picture
-from lib_depth2img.tensor_index import read_tensor_index
-from lib_depth2img.weights import load_estimator_from_file
+from lib_depth2img.weights import load_estimator_from_file, open_weights
+from lib_depth2img.weights_file import WeightsFile
 
 OUTPUT_SUFFIX = "-depth.png"
 _OUT_OF_MEMORY = (getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError),)
@@ -34,18 +34,17 @@ class DepthJob:
     output: Path
 
 
-def detect_weights(weights: Path, chosen: str | None) -> str:
+def detect_weights(weights: Path | WeightsFile, chosen: str | None) -> str:
     """The estimator for ``weights``: checked against ``chosen`` when given, recognised from the keys if not."""
-    if not weights.exists():
-        raise Depth2ImgError(f"Weights file {weights} does not exist. {where_weights_live()}")
-    index = read_tensor_index(weights)  # the same message for a bad file, whatever --estimator says
+    weights = weights if isinstance(weights, WeightsFile) else open_weights(weights)
+    index = weights.index  # the same message for a bad file, whatever --estimator says
     found = detect_estimator(index, DEPTH_WEIGHTS_PREFIX) or detect_estimator(index)
     if found is None:
         other = describe_unsupported(index)
         what = f"{other} weights, which this tool does not run" if other else "no depth-estimator weights it knows"
-        raise Depth2ImgError(f"{weights} holds {what}. {where_weights_live()}")
+        raise Depth2ImgError(f"{weights.path} holds {what}. {where_weights_live()}")
     if chosen is not None and chosen != found:
-        raise Depth2ImgError(f"{weights} holds {found} weights, not {chosen}: leave out --estimator, or pass "
+        raise Depth2ImgError(f"{weights.path} holds {found} weights, not {chosen}: leave out --estimator, or pass "
                              f"--estimator {found}.")
     return found
 
@@ -105,7 +104,8 @@ def _warn(message: str) -> None:
 
 def run_depth(args: argparse.Namespace) -> int:
     """0 when every map was written, 1 when some picture failed; a ``Depth2ImgError`` for the whole run."""
-    name = detect_weights(args.weights, args.estimator)
+    weights = open_weights(args.weights)  # identified and indexed once, here
+    name = detect_weights(weights, args.estimator)
     if args.output_dir is not None and args.output_dir.exists() and not args.output_dir.is_dir():
         raise Depth2ImgError(f"-o {args.output_dir} is a file; name a folder for the depth maps.")
     device = _device(args.device)
@@ -127,14 +127,15 @@ def run_depth(args: argparse.Namespace) -> int:
             continue
         jobs.append(job)
     if jobs:
-        failed += _write_maps(jobs, name, args, device)
+        failed += _write_maps(jobs, name, weights, args, device)
     elif not failed:
         _warn("nothing to do: every depth map already exists.")
     return 1 if failed else 0
 
 
-def _write_maps(jobs: list[DepthJob], name: str, args: argparse.Namespace, device: torch.device) -> int:
-    estimator = load_estimator_from_file(create_estimator(name, device="meta"), args.weights)
+def _write_maps(jobs: list[DepthJob], name: str, weights: WeightsFile, args: argparse.Namespace,
+                device: torch.device) -> int:
+    estimator = load_estimator_from_file(create_estimator(name, device="meta"), weights)
     estimator.to(device=device, dtype=torch.float16 if args.half else torch.float32)
     _warn(f"{name} on {device.type}{' (float16)' if args.half else ''}: {len(jobs)} picture(s)")
     failed = 0

@@ -46,7 +46,7 @@ def identify_weights_file(path: str | Path) -> str:
         raise Depth2ImgError(f"Cannot read {path}: {error.strerror or error}.") from error
     if size == 0:
         raise Depth2ImgError(f"{path} is empty (0 bytes): the download or copy did not finish. Get the file again.")
-    if len(head) >= 9 and head[8:9] == b"{":
+    if head[8:].lstrip(b" \t\r\n")[:1] == b"{":  # JSON may begin with whitespace, and the library allows it
         header_len = struct.unpack("<Q", head[:8])[0]
         if header_len > size - 8:
             raise Depth2ImgError(f"{path} is a .safetensors file cut short: its header alone needs {header_len + 8} "

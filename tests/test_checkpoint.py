@@ -143,13 +143,16 @@ def test_legacy_torch_layout(tmp_path):
 
 def test_safetensors_read_from_header_only(tmp_path):
     """A sparse 4 GiB file: only the header is real, the tensor data is a hole that is never read."""
+    unet_end = 4 + 320 * 5 * 3 * 3 * 2
     header = json.dumps({"depth_model.model.scratch.output_conv.4.bias": {"dtype": "F32", "shape": [1],
                                                                          "data_offsets": [0, 4]},
-                         UNET_KEY: {"dtype": "F16", "shape": [320, 5, 3, 3], "data_offsets": [4, 4 * 2**30]}})
+                         UNET_KEY: {"dtype": "F16", "shape": [320, 5, 3, 3], "data_offsets": [4, unet_end]},
+                         "first_stage_model.huge": {"dtype": "F16", "shape": [2**31],
+                                                    "data_offsets": [unet_end, unet_end + 4 * 2**30]}})
     path = tmp_path / "huge.safetensors"
     with path.open("wb") as f:
         f.write(struct.pack("<Q", len(header)) + header.encode())
-        f.truncate(8 + len(header) + 4 * 2**30)
+        f.truncate(8 + len(header) + unet_end + 4 * 2**30)
     index = read_tensor_index(path)
     assert index[UNET_KEY].dtype == "float16"
     assert inspect_checkpoint(path).is_depth

@@ -9,13 +9,13 @@ import torch
 from diffusers_folder import LAYOUT, write_depth_pipeline
 from reference import load_reference, synthetic_batch
 from safetensors import safe_open
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 
 from lib_depth2img.cli import main
 from lib_depth2img.conversion.dpt_keys import dpt_to_midas, dpt_to_transformers
 from lib_depth2img.conversion.ldm_yaml import SD2_DEPTH, depth_yaml
 from lib_depth2img.conversion.plan import Planned, constant, renamed
-from lib_depth2img.conversion.tensor_files import SafetensorsSource, StateDictSource, write_safetensors
+from lib_depth2img.conversion.tensor_files import StateDictSource, WeightsFilesSource, write_safetensors
 from lib_depth2img.conversion.vae_keys import vae_to_ldm
 from lib_depth2img.depth import estimate_depth
 from lib_depth2img.errors import Depth2ImgError
@@ -83,6 +83,54 @@ def test_an_interrupted_write_leaves_no_file(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_the_writer_never_writes_through_a_planted_link(tmp_path):
+    """A link at the name a half-written file once had, and one at the output's own name: neither is followed."""
+    victims = [tmp_path / "victim1.txt", tmp_path / "victim2.txt"]
+    for victim in victims:
+        victim.write_text("mine")
+    out = tmp_path / "o.safetensors"
+    (tmp_path / "o.safetensors.partial").symlink_to(victims[0])
+    out.symlink_to(victims[1])
+    source = StateDictSource({"w": torch.ones(2)})
+    write_safetensors(out, [("part", [renamed("w", "w", (2,))])], source, torch.float32)
+    assert [victim.read_text() for victim in victims] == ["mine", "mine"]
+    assert not out.is_symlink() and torch.equal(load_file(str(out))["w"], torch.ones(2))
+
+
+def _small_depth_checkpoint(path):
+    """One tensor of each part, in 512-depth-ema's layout: enough for the converter to run end to end."""
+    layout = load_reference("sd2-depth-512-depth-ema.json")["tensors"]
+    one_per_part = ("model.diffusion_model.input_blocks.0.", "first_stage_model.encoder.conv_in.",
+                    "cond_stage_model.model.positional_embedding",
+                    "depth_model.model.pretrained.model.patch_embed.backbone.stem.")  # recognised as DPT-Hybrid
+    save_file({k: torch.zeros(shape, dtype=torch.float16) for k, (shape, dtype) in layout.items()
+               if k.startswith(one_per_part)}, str(path))
+    return path
+
+
+def test_a_diffusers_folder_that_is_a_link_is_refused_and_links_inside_are_replaced(tmp_path):
+    from lib_depth2img.conversion.to_diffusers import checkpoint_to_diffusers
+
+    checkpoint = _small_depth_checkpoint(tmp_path / "depth.safetensors")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (tmp_path / "linked").symlink_to(elsewhere)
+    with pytest.raises(Depth2ImgError, match="is a symbolic link"):
+        checkpoint_to_diffusers(checkpoint, tmp_path / "linked")
+    assert list(elsewhere.iterdir()) == []
+    victim_folder, victim = tmp_path / "victim", tmp_path / "victim.json"
+    victim_folder.mkdir()
+    victim.write_text("mine")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "unet").symlink_to(victim_folder)
+    (out / "model_index.json").symlink_to(victim)
+    checkpoint_to_diffusers(checkpoint, out, overwrite=True)
+    assert victim.read_text() == "mine" and list(victim_folder.iterdir()) == []
+    assert not (out / "unet").is_symlink() and (out / "unet" / "diffusion_pytorch_model.safetensors").is_file()
+    assert json.loads((out / "model_index.json").read_text())["_class_name"] == "StableDiffusionDepth2ImgPipeline"
+
+
 def test_newer_diffusers_vae_attention_names_are_read_too():
     names = {k: TensorInfo(tuple(shape), dtype) for k, (shape, dtype) in LAYOUT["components"]["vae"]["tensors"].items()}
     modern = {LAYOUT["components"]["vae"]["vae_modern_aliases"].get(k, k): v for k, v in names.items()}
@@ -105,12 +153,12 @@ def test_depth_estimator_gives_the_same_depth_after_conversion_both_ways(tmp_pat
     state = StateDictSource(tiny_hybrid_state)
     write_safetensors(tmp_path / "model.safetensors", [("depth", dpt_to_transformers(state.index))], state,
                       torch.float32)
-    transformers_layout = SafetensorsSource([tmp_path / "model.safetensors"])
+    transformers_layout = WeightsFilesSource([tmp_path / "model.safetensors"])
     layout = {k: tuple(v.shape) for k, v in tiny_hybrid_state.items()}
     write_safetensors(tmp_path / "midas.safetensors", [("depth", dpt_to_midas(transformers_layout.index, layout))],
                       transformers_layout, torch.float32)
     estimator = create_estimator("dpt_hybrid")
-    midas = SafetensorsSource([tmp_path / "midas.safetensors"])
+    midas = WeightsFilesSource([tmp_path / "midas.safetensors"])
     load_estimator_weights(estimator, {k: midas.read(k) for k in midas.index})
     picture = synthetic_batch(384, 384)
     before, after = estimate_depth(tiny_hybrid, picture), estimate_depth(estimator, picture)
@@ -120,13 +168,7 @@ def test_depth_estimator_gives_the_same_depth_after_conversion_both_ways(tmp_pat
 def test_an_interrupted_conversion_to_diffusers_leaves_the_chosen_folder_as_it_was(tmp_path, monkeypatch):
     from lib_depth2img.conversion import to_diffusers
 
-    checkpoint = tmp_path / "depth.safetensors"
-    layout = load_reference("sd2-depth-512-depth-ema.json")["tensors"]
-    one_per_part = ("model.diffusion_model.input_blocks.0.", "first_stage_model.encoder.conv_in.",
-                    "cond_stage_model.model.positional_embedding",
-                    "depth_model.model.pretrained.model.patch_embed.backbone.stem.")  # recognised as DPT-Hybrid
-    save_file({k: torch.zeros(shape, dtype=torch.float16) for k, (shape, dtype) in layout.items()
-               if k.startswith(one_per_part)}, str(checkpoint))
+    checkpoint = _small_depth_checkpoint(tmp_path / "depth.safetensors")
 
     def interrupted(path, *args, **kwargs):
         path.write_bytes(b"half")

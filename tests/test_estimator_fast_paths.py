@@ -188,19 +188,6 @@ def test_a_meta_build_casts_reduced_precision_weights_and_fills_batchnorm_counte
         assert torch.equal(meta(x), normal(x))
 
 
-def test_without_assign_an_older_torch_still_loads_a_meta_build(monkeypatch, hybrid_estimator, hybrid_rule_state):
-    from lib_depth2img import weights
-
-    monkeypatch.setattr(weights, "_ASSIGN_SUPPORTED", False)
-    estimator = create_estimator("dpt_hybrid", device="meta")
-    load_estimator_weights(estimator, hybrid_rule_state)
-    key = "scratch.output_conv.0.weight"
-    assert estimator.state_dict()[key].data_ptr() != hybrid_rule_state[key].data_ptr()  # copied in
-    x = torch.rand(1, 3, 64, 64) * 2 - 1
-    with torch.inference_mode():
-        assert torch.equal(estimator(x), hybrid_estimator(x))
-
-
 class _WithComputedBuffer(nn.Module):
     def __init__(self):
         super().__init__()

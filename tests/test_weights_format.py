@@ -14,6 +14,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from safetensors.torch import save_file
+from tiny_estimators import tiny_rule_state
 
 from lib_depth2img import Depth2ImgError
 from lib_depth2img.tensor_index import read_tensor_index
@@ -169,3 +170,21 @@ def test_mutated_truncated_and_random_files_raise_only_our_error(tmp_path, data)
     path = tmp_path / "fuzzed.ckpt"
     path.write_bytes(content)
     _read_all(path)
+
+
+def test_the_depth_command_identifies_and_indexes_its_weights_file_once(tiny_estimators, tmp_path, monkeypatch):
+    from PIL import Image
+
+    from lib_depth2img import weights_file
+    from lib_depth2img.cli import main
+
+    weights = tmp_path / "dpt_hybrid-midas-501f0c75.pt"
+    torch.save(tiny_rule_state("dpt_hybrid"), weights)
+    Image.new("RGB", (64, 48), (90, 120, 200)).save(tmp_path / "scene.png")
+    identified, indexed = [], []
+    identify, checkpoint = weights_file.identify_weights_file, weights_file.TorchCheckpoint
+    monkeypatch.setattr(weights_file, "identify_weights_file", lambda path: identified.append(path) or identify(path))
+    monkeypatch.setattr(weights_file, "TorchCheckpoint", lambda *args: indexed.append(args) or checkpoint(*args))
+    assert main(["depth", str(tmp_path / "scene.png"), "--weights", str(weights), "--device", "cpu"]) == 0
+    assert (tmp_path / "scene-depth.png").is_file()
+    assert len(identified) == 1 and len(indexed) == 1

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from lib_depth2img.checkpoint import DEPTH_WEIGHTS_PREFIX
-from lib_depth2img.conversion.tensor_files import SafetensorsSource
+from lib_depth2img.conversion.tensor_files import WeightsFilesSource
 from lib_depth2img.errors import Depth2ImgError
 
 PIPELINE_CLASS = "StableDiffusionDepth2ImgPipeline"
@@ -38,7 +38,7 @@ def _weights_files(folder: Path, stem: str) -> list[Path] | str:
     return f"{folder.name}/ has no {stem}.safetensors"
 
 
-def open_depth_pipeline(folder: Path) -> tuple[dict[str, dict], dict[str, SafetensorsSource]]:
+def open_depth_pipeline(folder: Path) -> tuple[dict[str, dict], dict[str, WeightsFilesSource]]:
     """Configs (with ``scheduler``, empty when absent) and one tensor source per weighted component."""
     if not (folder / "model_index.json").is_file():
         raise Depth2ImgError(f"{folder} has no model_index.json: it is not a diffusers pipeline folder.")
@@ -68,4 +68,4 @@ def open_depth_pipeline(folder: Path) -> tuple[dict[str, dict], dict[str, Safete
     missing = [str(path) for paths in files.values() for path in paths if not path.is_file()]
     if missing:
         raise Depth2ImgError(f"Weights files named by the shard index are missing: {', '.join(missing)}.")
-    return configs, {component: SafetensorsSource(paths) for component, paths in files.items()}
+    return configs, {component: WeightsFilesSource(paths) for component, paths in files.items()}

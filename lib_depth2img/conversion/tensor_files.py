@@ -1,14 +1,15 @@
 """Weights read one tensor at a time, and a ``.safetensors`` file written as its tensors are made.
 
 Reading seeks to a tensor's bytes instead of memory-mapping the file, so a multi-GB
-conversion holds about one tensor in memory. The output is written beside its final name
-and renamed at the end: an interrupted conversion leaves no half-written checkpoint.
+conversion holds about one tensor in memory. The output is written to a new file made
+exclusively beside its final name and renamed at the end (``output_files.replacing_file``):
+an interrupted conversion leaves no half-written checkpoint, and a link planted at the
+output's name is replaced, never written through.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -16,48 +17,26 @@ import torch
 
 from lib_depth2img.conversion.plan import Planned
 from lib_depth2img.errors import Depth2ImgError
-from lib_depth2img.tensor_index import (
-    SAFETENSORS_DTYPES,
-    StoredTensor,
-    TensorInfo,
-    read_safetensors_entries,
-    torch_state_records,
-)
-from lib_depth2img.torch_pickle import PickledTensor
+from lib_depth2img.output_files import replacing_file
+from lib_depth2img.safetensors_header import SAFETENSORS_DTYPES
+from lib_depth2img.tensor_info import TensorInfo
+from lib_depth2img.weights_file import WeightsFile
 
 _CODES = {name: code for code, name in SAFETENSORS_DTYPES.items()}
 
 
-class SafetensorsSource:
-    """The tensors of one ``.safetensors`` file, or of the shards of one model."""
+class WeightsFilesSource:
+    """The tensors of one weights file (any kind), or of the shards of one model."""
 
     def __init__(self, paths: Iterable[Path]):
-        self._where: dict[str, tuple[Path, StoredTensor]] = {}
+        self._where: dict[str, WeightsFile] = {}
         for path in paths:
-            for name, entry in read_safetensors_entries(path).items():
-                self._where[name] = (path, entry)
-        self.index = {name: entry.info for name, (_, entry) in self._where.items()}
+            weights = WeightsFile(path)
+            self._where.update({name: weights for name in weights.index if weights.has_data(name)})
+        self.index = {name: weights.index[name] for name, weights in self._where.items()}
 
     def read(self, name: str) -> torch.Tensor:
-        path, entry = self._where[name]
-        data = torch.empty(entry.end - entry.start, dtype=torch.uint8)
-        with path.open("rb") as f:
-            f.seek(entry.start)
-            if f.readinto(data.numpy()) != len(data):
-                raise Depth2ImgError(f"{path} ended inside the tensor {name}: the file is truncated.")
-        return data.view(getattr(torch, entry.info.dtype)).reshape(entry.info.shape)
-
-
-class TorchFileSource:
-    """The tensors of a PyTorch checkpoint, each read from the file when asked for."""
-
-    def __init__(self, path: Path):
-        self._checkpoint, records = torch_state_records(path)
-        self._records = {k: v for k, v in records.items() if isinstance(v, PickledTensor)}
-        self.index = {k: v.info for k, v in self._records.items()}
-
-    def read(self, name: str) -> torch.Tensor:
-        return self._checkpoint.load(self._records[name])
+        return self._where[name].tensor(name)
 
 
 class StateDictSource:
@@ -99,20 +78,15 @@ def write_safetensors(path: Path, parts: list[tuple[str, list[Planned]]], source
             offset += size
     encoded = json.dumps(header, separators=(",", ":")).encode()
     encoded += b" " * (-len(encoded) % 8)  # the format aligns tensor data to 8 bytes
-    partial = path.with_name(path.name + ".partial")
-    try:
-        with partial.open("wb") as f:
-            f.write(len(encoded).to_bytes(8, "little"))
-            f.write(encoded)
-            for label, plan in parts:
-                for p in tqdm(plan, desc=f"{path.name}: {label}", unit="tensor"):
-                    tensor = p.make([source.read(s) for s in p.sources]).to(dtypes[p.name]).contiguous()
-                    if tuple(tensor.shape) != p.shape:
-                        raise Depth2ImgError(f"{p.name} came out {tuple(tensor.shape)}, expected {p.shape}.")
-                    f.write(tensor.reshape(-1).view(torch.uint8).numpy().data)
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
+    with replacing_file(path) as f:
+        f.write(len(encoded).to_bytes(8, "little"))
+        f.write(encoded)
+        for label, plan in parts:
+            for p in tqdm(plan, desc=f"{path.name}: {label}", unit="tensor"):
+                tensor = p.make([source.read(s) for s in p.sources]).to(dtypes[p.name]).contiguous()
+                if tuple(tensor.shape) != p.shape:
+                    raise Depth2ImgError(f"{p.name} came out {tuple(tensor.shape)}, expected {p.shape}.")
+                f.write(tensor.reshape(-1).view(torch.uint8).numpy().data)
 
 
 def _output_dtype(p: Planned, source, float_dtype: torch.dtype) -> torch.dtype:

@@ -20,12 +20,11 @@ from lib_depth2img.conversion.diffusers_folder import LDM_PREFIXES, WEIGHTS_STEM
 from lib_depth2img.conversion.dpt_keys import dpt_to_transformers
 from lib_depth2img.conversion.ldm_yaml import SD2_DEPTH, depth_yaml
 from lib_depth2img.conversion.plan import with_prefix
-from lib_depth2img.conversion.tensor_files import SafetensorsSource, TorchFileSource, write_safetensors
+from lib_depth2img.conversion.tensor_files import WeightsFilesSource, write_safetensors
 from lib_depth2img.conversion.text_keys import text_to_diffusers
 from lib_depth2img.conversion.unet_keys import unet_to_diffusers
 from lib_depth2img.conversion.vae_keys import vae_to_diffusers
 from lib_depth2img.errors import Depth2ImgError
-from lib_depth2img.weights_format import SAFETENSORS, identify_weights_file
 
 WEIGHTLESS = ("tokenizer", "feature_extractor")
 
@@ -36,13 +35,13 @@ def _checkpoint_source(checkpoint: Path):
         raise Depth2ImgError(f"{checkpoint} is not a depth model: {info.reason}")
     if info.has_depth_weights is False or info.estimator != "dpt_hybrid":
         raise Depth2ImgError(f"{checkpoint} carries no DPT-Hybrid weights, which a diffusers depth pipeline needs.")
-    if identify_weights_file(checkpoint) == SAFETENSORS:
-        return SafetensorsSource([checkpoint])
-    return TorchFileSource(checkpoint)
+    return WeightsFilesSource([checkpoint])
 
 
 def checkpoint_to_diffusers(checkpoint: Path, out: Path, half: bool = False, base: Path | None = None,
                             overwrite: bool = False) -> Path:
+    if out.is_symlink():  # the model would be written wherever the link points
+        raise Depth2ImgError(f"{out} is a symbolic link; name a real folder (or a new one) for the diffusers model.")
     if out.exists() and not out.is_dir():
         raise Depth2ImgError(f"{out} is a file; name a folder for the diffusers model.")
     if out.exists() and any(out.iterdir()) and not overwrite:
