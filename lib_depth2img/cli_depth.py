@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from lib_depth2img.checkpoint import DEPTH_WEIGHTS_PREFIX
-from lib_depth2img.depth import estimate_depth
+from lib_depth2img.depth import estimate_depth, is_out_of_memory
 from lib_depth2img.depth_image import save_depth_png
 from lib_depth2img.errors import Depth2ImgError
 from lib_depth2img.estimators import create_estimator, describe_unsupported, detect_estimator, where_weights_live
@@ -25,7 +25,6 @@ from lib_depth2img.weights import load_estimator_from_file, open_weights
 from lib_depth2img.weights_file import WeightsFile
 
 OUTPUT_SUFFIX = "-depth.png"
-_OUT_OF_MEMORY = (getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError),)
 
 
 @dataclass(frozen=True)
@@ -152,8 +151,15 @@ def _write_maps(jobs: list[DepthJob], name: str, weights: WeightsFile, args: arg
             depth = estimate_depth(estimator, picture.to(device), output_size=size)
             job.output.parent.mkdir(parents=True, exist_ok=True)
             save_depth_png(depth, job.output, bits=args.bits)
-        except (Depth2ImgError, OSError, *_OUT_OF_MEMORY) as error:
+        except (Depth2ImgError, OSError) as error:
             _report(f"error: {job.picture}: {error}", progress, sys.stderr)
+            failed += 1
+            continue
+        except (RuntimeError, MemoryError) as error:  # a person's own huge picture: said, and the batch goes on
+            if not is_out_of_memory(error):
+                raise
+            _report(f"error: {job.picture}: not enough memory to read it and estimate its depth; scale it down "
+                    "or free memory.", progress, sys.stderr)
             failed += 1
             continue
         _report(str(job.output), progress, sys.stdout)

@@ -48,8 +48,11 @@ def estimate_depth(estimator: nn.Module, images: torch.Tensor, *, input_spec: In
     return prediction.to(images.device)
 
 
-def _is_out_of_memory(error: BaseException) -> bool:
-    return isinstance(error, getattr(torch.cuda, "OutOfMemoryError", ())) or "out of memory" in str(error).lower()
+def is_out_of_memory(error: BaseException) -> bool:
+    """Python's, a GPU's or torch's CPU allocator's way of saying the memory ran out."""
+    message = str(error).lower()
+    return isinstance(error, (MemoryError, getattr(torch.cuda, "OutOfMemoryError", MemoryError))) or \
+        "out of memory" in message or "can't allocate memory" in message
 
 
 def _forward_splitting_on_oom(estimator: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -58,7 +61,7 @@ def _forward_splitting_on_oom(estimator: nn.Module, x: torch.Tensor) -> torch.Te
         with torch.inference_mode():
             return estimator(x)
     except (RuntimeError, MemoryError) as error:
-        if not _is_out_of_memory(error):
+        if not is_out_of_memory(error):
             raise
         if x.shape[0] == 1:
             raise Depth2ImgError("Not enough memory for the depth estimator even for one picture: use a smaller "

@@ -41,10 +41,11 @@ def _upright_rgb(image: Image.Image) -> Image.Image:
 
 
 def check_picture(path: os.PathLike) -> tuple[int, int]:
-    """(height, width) as the picture will be read, EXIF orientation applied; reads the header only."""
+    """(height, width) as the picture will be read, EXIF orientation applied; reads the header only (a PNG's
+    orientation is not looked for: Pillow finds a PNG's EXIF only by decoding the whole picture)."""
     with checked_picture(path, "picture", MAX_OWN_PICTURE_PIXELS) as image:
         width, height = image.size
-        if image.getexif().get(0x0112, 1) in (5, 6, 7, 8):  # rotated a quarter turn
+        if image.format != "PNG" and image.getexif().get(0x0112, 1) in (5, 6, 7, 8):  # rotated a quarter turn
             width, height = height, width
     return height, width
 

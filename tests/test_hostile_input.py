@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from hostile_corpus import AS_TORCH, INERT, PATH_STRING, PICTURE, REFUSED, WEIGHTS, build_corpus
+from hostile_corpus import AS_REFERENCE, INERT, PATH_STRING, PICTURE, REFUSED, WEIGHTS, build_corpus
 from PIL import Image
 from reference import synthetic_image
 
@@ -45,8 +45,14 @@ def _kinds(entry: str) -> tuple[str, ...]:
     return (WEIGHTS,) if entry in WEIGHTS_ENTRIES else (PICTURE,) if entry == "cli_picture" else (PICTURE, PATH_STRING)
 
 
+def _read_by_the_reference(path: Path) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(path) if path.suffix == ".safetensors" else torch.load(path, weights_only=True)
+
+
 @pytest.mark.parametrize("entry", ENTRIES)
-def test_each_payload_is_refused_with_our_error_or_read_as_torch_reads_it(probed, entry):
+def test_each_payload_is_refused_with_our_error_or_read_as_the_reference_reads_it(probed, entry):
     results, payloads, run, _, _ = probed
     faults = []
     for payload in (p for p in payloads if p.kind in _kinds(entry)):
@@ -57,10 +63,10 @@ def test_each_payload_is_refused_with_our_error_or_read_as_torch_reads_it(probed
             faults.append(f"{payload.name} ({payload.why}): {result['detail']}")
         elif payload.expect == REFUSED and result["outcome"] != "refused":
             faults.append(f"{payload.name} ({payload.why}) was accepted: {result['detail']}")
-        elif payload.expect == AS_TORCH and entry == "read_state_dict":
-            expected = {k: v.tolist() for k, v in torch.load(payload.path, weights_only=True).items()}
+        elif payload.expect == AS_REFERENCE and entry == "read_state_dict":
+            expected = {k: v.tolist() for k, v in _read_by_the_reference(payload.path).items()}
             if result["detail"] != expected:
-                faults.append(f"{payload.name} ({payload.why}) read as {result['detail']}, torch reads {expected}")
+                faults.append(f"{payload.name} ({payload.why}) read as {result['detail']}, not {expected}")
         elif payload.expect == INERT:
             assert result["outcome"] in ("accepted", "refused")
     assert not faults, "\n".join(faults)
