@@ -87,11 +87,13 @@ def _parse(raw: bytes, path: Path) -> dict:
 def _entries(header: dict, path: Path) -> list[tuple[str, str, tuple[int, ...], int, int]]:
     if "__metadata__" in getattr(header, "repeated", ()):
         raise _damaged(path, "its header has two __metadata__ entries")
-    metadata = header.pop("__metadata__", None)
+    metadata = header.get("__metadata__")
     if metadata is not None and not (isinstance(metadata, dict) and all(isinstance(v, str)
-                                                                        for v in metadata.values())):
+                                                                        for _, v in _pairs(metadata))):
         raise _damaged(path, "its __metadata__ is not a map of strings")
-    return [(name, *_tensor_fields(name, entry, path)) for name, entry in header.items()]
+    # a name given twice: the last entry counts, but every one must be a valid entry, as in the library
+    fields = {name: _tensor_fields(name, entry, path) for name, entry in _pairs(header) if name != "__metadata__"}
+    return [(name, *entry) for name, entry in fields.items()]
 
 
 def _tensor_fields(name: str, entry, path: Path) -> tuple[str, tuple[int, ...], int, int]:
@@ -106,7 +108,7 @@ def _tensor_fields(name: str, entry, path: Path) -> tuple[str, tuple[int, ...], 
             raise _damaged(path, f"tensor {_shown(name)} has {'no' if missing else 'two'} "
                                  f"{(missing or twice)[0]}")
         dtype, shape, offsets = (entry[field] for field in _FIELDS)
-        for key, value in entry.items():
+        for key, value in _pairs(entry):
             if key not in _FIELDS and _deeper_than(value, _MAX_DEPTH - 2):
                 raise _damaged(path, f"tensor {_shown(name)} has an entry nested deeper than JSON readers allow")
     else:
@@ -163,9 +165,11 @@ def _element_count(shape: tuple[int, ...]) -> int | None:
 
 
 class _RepeatedKeys(dict):
-    """A JSON object that names some key more than once: the last one counts, as in the library's maps."""
+    """A JSON object that names some key more than once: the last one counts, as in the library's maps,
+    and ``pairs`` keeps the others, which the library parses and checks all the same."""
 
     repeated: set
+    pairs: list
 
 
 def _object(pairs: list) -> dict:
@@ -173,7 +177,19 @@ def _object(pairs: list) -> dict:
     if len(obj) != len(pairs):
         obj = _RepeatedKeys(obj)
         obj.repeated = {key for key, count in Counter(key for key, _ in pairs).items() if count > 1}
+        obj.pairs = pairs
     return obj
+
+
+def _pairs(obj: dict) -> list:
+    """Every key and value of a JSON object as written, repeated keys included."""
+    return getattr(obj, "pairs", None) or list(obj.items())
+
+
+def _children(item) -> list:
+    if isinstance(item, dict):
+        return [part for pair in _pairs(item) for part in pair]
+    return item if isinstance(item, list) else []
 
 
 def _integer(text: str):
@@ -205,7 +221,7 @@ def _deeper_than(value, levels: int) -> bool:
         if isinstance(item, (dict, list)):
             if depth > levels:
                 return True
-            pending.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+            pending.extend((child, depth + 1) for child in _children(item))
     return False
 
 
@@ -213,13 +229,9 @@ def _has_lone_surrogate(value) -> bool:
     pending = [value]
     while pending:
         item = pending.pop()
-        if isinstance(item, dict):
-            pending.extend(item.keys())
-            pending.extend(item.values())
-        elif isinstance(item, list):
-            pending.extend(item)
-        elif isinstance(item, str) and _SURROGATE.search(item):
+        if isinstance(item, str) and _SURROGATE.search(item):
             return True
+        pending.extend(_children(item))
     return False
 
 

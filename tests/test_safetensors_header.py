@@ -30,7 +30,8 @@ MUTATIONS = ["none", "negative start", "into the header", "overlap", "gap", "sta
              "metadata not strings", "metadata is a list", "trailing byte", "cut short", "minus zero offset",
              "NaN", "repeated field", "repeated tensor", "float offset", "float in shape", "bool in shape",
              "offset past 64 bits", "entry as a list", "lone surrogate", "paired surrogate", "three offsets",
-             "leading whitespace", "flipped byte"]
+             "leading whitespace", "repeated tensor, the first invalid", "repeated deep key",
+             "repeated metadata, the first no string", "flipped byte"]
 
 
 def _bytes_of(tensor: torch.Tensor) -> bytes:
@@ -40,7 +41,7 @@ def _bytes_of(tensor: torch.Tensor) -> bytes:
 
 
 _NEED_NO_TENSOR = ("none", "metadata", "metadata not strings", "metadata is a list", "trailing byte",
-                   "leading whitespace", "flipped byte")
+                   "leading whitespace", "repeated metadata, the first no string", "flipped byte")
 
 
 @st.composite
@@ -97,6 +98,13 @@ def safetensors_files(draw, mutation: str) -> bytes:
         text_edit = ('"data_offsets"', f'"dtype": {json.dumps(target["dtype"])}, "data_offsets"')
     elif mutation == "repeated tensor":
         text_edit = ("{", '{"' + next(iter(header)) + '": {"dtype": "U8", "shape": [1], "data_offsets": [0, 1]}, ')
+    elif mutation == "repeated tensor, the first invalid":
+        text_edit = ("{", '{"' + next(iter(header)) + '": {"dtype": 5, "shape": [1], "data_offsets": [0, 1]}, ')
+    elif mutation == "repeated deep key":
+        text_edit = ('"data_offsets"', '"x": ' + "[" * 126 + "]" * 126 + ', "x": 1, "data_offsets"')
+    elif mutation == "repeated metadata, the first no string":
+        header["__metadata__"] = {"format": "pt"}
+        text_edit = ('"__metadata__": {', '"__metadata__": {"format": 1, ')
     elif mutation == "float offset":
         target["data_offsets"][1] = float(target["data_offsets"][1])
     elif mutation == "float in shape":

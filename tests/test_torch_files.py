@@ -4,9 +4,10 @@ with our error; and nothing the pickle names is imported or run.
 
 The deliberate differences: ours reads Lightning checkpoints whose hyper-parameters name classes (which
 weights_only refuses), and refuses what torch accepts but no weights file holds and a hostile one could
-use: a tensor claiming more elements than its storage has (stride 0: a few bytes claiming terabytes),
-a BUILD that rewrites a tensor, data members compressed in the archive, a pickle over 8 MiB, and a legacy
-view reaching past its storage. Ours reads every file on the CPU, whatever device it names."""
+use: a tensor claiming more elements than its storage has (stride 0: a few bytes claiming terabytes) or
+more than 64 dimensions, a BUILD that rewrites a tensor, data members compressed in the archive, a pickle
+or a zip directory over 8 MiB, and a legacy view reaching past its storage. Quantized, sparse and nested
+tensors are left out of the index. Ours reads every file on the CPU, whatever device it names."""
 
 import collections
 import contextlib
