@@ -17,14 +17,13 @@ from torch import nn
 
 from lib_depth2img.checkpoint import DEPTH_WEIGHTS_PREFIX, estimator_from_weights
 from lib_depth2img.estimators import create_estimator
-from lib_depth2img.tensor_index import read_tensor_index
-from lib_depth2img.weights import load_estimator_weights, read_named_tensors
+from lib_depth2img.weights import load_estimator_weights
 from lib_depth2img.weights_file import WeightsFile
 
 
-def checkpoint_estimator_name(path: str | os.PathLike) -> str | None:
+def checkpoint_estimator_name(checkpoint: str | os.PathLike | WeightsFile) -> str | None:
     """The estimator whose weights the checkpoint carries under ``depth_model.model.``, or None."""
-    name = estimator_from_weights(read_tensor_index(path))
+    name = estimator_from_weights(_opened(checkpoint).index)
     return None if name in (None, "unknown") else name
 
 
@@ -37,14 +36,18 @@ def load_checkpoint_estimator(path: str | os.PathLike, name: str) -> nn.Module:
     return estimator
 
 
-def holds_checkpoint_weights(network: nn.Module, path: str | os.PathLike) -> bool:
+def holds_checkpoint_weights(network: nn.Module, checkpoint: str | os.PathLike | WeightsFile) -> bool:
     """Whether ``network`` carries the checkpoint's depth weights, told from its first and last tensors."""
     own = network.state_dict()
     keys = [k for k in own if own[k].is_floating_point()]
     probes = {DEPTH_WEIGHTS_PREFIX + key: key for key in (keys[0], keys[-1])} if keys else {}
-    stored = read_named_tensors(path, list(probes))
+    stored = _opened(checkpoint).read(list(probes))
     if len(stored) != len(probes) or not probes:
         return False
     return all(stored[file_key].shape == own[key].shape
                and torch.equal(stored[file_key].to(own[key].dtype), own[key].detach().cpu())
                for file_key, key in probes.items())
+
+
+def _opened(checkpoint: str | os.PathLike | WeightsFile) -> WeightsFile:
+    return checkpoint if isinstance(checkpoint, WeightsFile) else WeightsFile(checkpoint)

@@ -29,6 +29,7 @@ from lib_depth2img.webui import extra_estimators, model_loading, option_keys, tx
 from lib_depth2img.webui.hosts import Host
 from lib_depth2img.webui.pictures import depth_pictures
 from lib_depth2img.webui.user_maps import condition_user_maps
+from lib_depth2img.weights_file import WeightsFile
 
 XYZ_OVERRIDES_ATTRIBUTE = "depth2img_xyz_overrides"
 DEPTH_KIND_INFOTEXT = "Depth2img depth"
@@ -172,8 +173,9 @@ def _estimator_from_file(sd_model) -> str | None:
     stat = os.stat(checkpoint)
     key = (id(network), checkpoint, stat.st_size, stat.st_mtime_ns)
     if key not in _FROM_FILE:
-        name = checkpoint_estimator_name(checkpoint)
-        filled = name is None or (network is not None and holds_checkpoint_weights(network, checkpoint))
+        opened = WeightsFile(checkpoint)  # identified and indexed once for both questions
+        name = checkpoint_estimator_name(opened)
+        filled = name is None or (network is not None and holds_checkpoint_weights(network, opened))
         _FROM_FILE[key] = None if filled else name
     return _FROM_FILE[key]
 
