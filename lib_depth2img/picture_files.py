@@ -27,7 +27,8 @@ def open_picture(source) -> Image.Image:
         return _upright_rgb(ImageOps.exif_transpose(source))  # a turned copy: the caller's picture stays as it was
     with checked_picture(source, "picture for depth") as image:
         image.load()
-        ImageOps.exif_transpose(image, in_place=True)  # our own: turned without a copy
+        if image.getexif().get(0x0112, 1) != 1:  # turned only when it must be: the copy costs a picture's size
+            image = ImageOps.exif_transpose(image)  # (in_place=True is newer than the WebUI's Pillow 9.5)
         return _upright_rgb(image)
 
 
