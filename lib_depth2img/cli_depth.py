@@ -8,8 +8,9 @@ is overwritten unless asked; each map's path is printed as it is written.
 from __future__ import annotations
 
 import argparse
+import itertools
+import os
 import sys
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,15 +87,47 @@ def collect_pictures(inputs: list[Path]) -> tuple[list[Path], list[str]]:
 
 
 def plan_outputs(pictures: list[Path], output_dir: Path | None) -> list[DepthJob]:
-    """``NAME-depth.png`` beside each picture or in ``output_dir``; pictures that share a name keep
-    their suffix in it (``pic_png-depth.png``, ``pic_jpg-depth.png``) so that no map replaces another."""
+    """``NAME-depth.png`` beside each picture or in ``output_dir``, planned over the whole run so that no map
+    replaces another. Names are compared as a case-insensitive file system (macOS, Windows) would; pictures that
+    would share one keep what tells them apart: their suffix (``pic_png-depth.png``), their folder's name
+    (``x_day1-depth.png``), and failing both a number (``IMG_0001_2-depth.png`` for ``.jpg`` beside ``.JPG``)."""
     def folder(picture: Path) -> Path:
         return output_dir or picture.parent
 
     plain = {p: folder(p) / f"{p.stem}{OUTPUT_SUFFIX}" for p in pictures}
-    shared = {out for out, count in Counter(plain.values()).items() if count > 1}
-    return [DepthJob(p, folder(p) / f"{p.stem}_{p.suffix.lstrip('.').lower()}{OUTPUT_SUFFIX}"
-                     if out in shared else out) for p, out in plain.items()]
+    groups: dict[str, list[Path]] = {}
+    for picture, output in plain.items():
+        groups.setdefault(_file_key(output), []).append(picture)
+    taken = {key for key, group in groups.items() if len(group) == 1}
+    outputs = {}
+    for group in groups.values():
+        for picture in group:
+            outputs[picture] = plain[picture] if len(group) == 1 else _distinct(picture, group, folder(picture), taken)
+    return [DepthJob(p, outputs[p]) for p in pictures]
+
+
+def _file_key(path: Path) -> str:
+    return os.path.abspath(path).casefold()
+
+
+def _folder_name(picture: Path) -> str:
+    return Path(os.path.abspath(picture)).parent.name
+
+
+def _distinct(picture: Path, group: list[Path], folder: Path, taken: set[str]) -> Path:
+    """A map's path for ``picture``, one of ``group`` that would all get the same name: marked with what sets it
+    apart from the others, then numbered from 2 if that is not enough; its key is added to ``taken``."""
+    parts = [picture.stem]
+    if len({_folder_name(p).casefold() for p in group}) > 1:
+        parts.append(_folder_name(picture))
+    if len({p.suffix.casefold() for p in group}) > 1:
+        parts.append(picture.suffix.lstrip(".").lower())
+    base = "_".join(part for part in parts if part)
+    for number in itertools.count(1):
+        output = folder / f"{base}{f'_{number}' if number > 1 else ''}{OUTPUT_SUFFIX}"
+        if _file_key(output) not in taken:
+            taken.add(_file_key(output))
+            return output
 
 
 def _warn(message: str) -> None:
@@ -115,6 +148,8 @@ def run_depth(args: argparse.Namespace) -> int:
     for problem in problems:
         _warn(f"error: {problem}")
     for job in plan_outputs(pictures, args.output_dir):
+        if job.output.name != f"{job.picture.stem}{OUTPUT_SUFFIX}":
+            _warn(f"note: {job.picture} gets {job.output.name}: another picture has the same name")
         if job.output.exists() and not args.overwrite:
             _warn(f"skipped: {job.output} already exists (--overwrite replaces it)")
             continue

@@ -114,6 +114,54 @@ def test_a_folder_of_photos_with_shared_names_and_earlier_maps(tmp_path, small_w
     assert all(p.stat().st_mtime_ns != stamps[p] for p in written)
 
 
+def _maps_of_unique_copies(tmp_path, weights, pictures: list[Path]) -> list[np.ndarray]:
+    """Each picture's map from a run where every name is distinct: what the shared-name run must match."""
+    solo = tmp_path / "solo"
+    solo.mkdir()
+    copies = [solo / f"picture{number}{p.suffix}" for number, p in enumerate(pictures)]
+    for picture, copy in zip(pictures, copies, strict=True):
+        copy.write_bytes(picture.read_bytes())
+    result = _run("depth", solo, "--weights", weights, "--bits", "16")
+    assert result.returncode == 0, result.stderr
+    return [_map(solo / f"{copy.stem}-depth.png") for copy in copies]
+
+
+def test_the_same_name_in_two_folders_gives_two_maps(tmp_path, small_weights):
+    """`depth day1/ day2/ -o maps/` with an x.jpg in each once wrote maps/x_jpg-depth.png twice."""
+    days = [tmp_path / "day1", tmp_path / "day2"]
+    for day in days:
+        day.mkdir()
+    pictures = [_picture(days[0] / "x.jpg", 48, 64), _picture(days[1] / "x.jpg", 48, 64, flip=True)]
+    out = tmp_path / "maps"
+    result = _run("depth", *days, "--weights", small_weights, "-o", out, "--bits", "16")
+    assert result.returncode == 0, result.stderr
+    written = [out / "x_day1-depth.png", out / "x_day2-depth.png"]
+    assert sorted(result.stdout.split()) == [str(p) for p in written]
+    assert sorted(p.name for p in out.iterdir()) == [p.name for p in written]
+    assert f"{pictures[1]} gets x_day2-depth.png" in result.stderr
+    expected = _maps_of_unique_copies(tmp_path, small_weights, pictures)
+    assert not np.array_equal(expected[0], expected[1])
+    for path, map_alone in zip(written, expected, strict=True):
+        assert np.array_equal(_map(path), map_alone)
+    again = _run("depth", *days, "--weights", small_weights, "-o", out)
+    assert again.returncode == 0 and again.stdout == "" and again.stderr.count("already exists (--overwrite") == 2
+
+
+def test_suffixes_that_differ_only_in_case_give_two_maps(tmp_path, small_weights):
+    """Cameras restart IMG_0001.JPG every day; on macOS and Windows IMG_0001_JPG and IMG_0001_jpg are one file."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    pictures = [_picture(photos / "IMG_0001.JPG", 48, 64), _picture(photos / "IMG_0001.jpg", 48, 64, flip=True)]
+    result = _run("depth", photos, "--weights", small_weights, "--bits", "16")
+    assert result.returncode == 0, result.stderr
+    written = [photos / "IMG_0001-depth.png", photos / "IMG_0001_2-depth.png"]  # in the order the names sort
+    assert result.stdout.split() == [str(p) for p in written]
+    expected = _maps_of_unique_copies(tmp_path, small_weights, pictures)
+    assert not np.array_equal(expected[0], expected[1])
+    for path, map_alone in zip(written, expected, strict=True):
+        assert np.array_equal(_map(path), map_alone)
+
+
 def test_a_bad_picture_is_reported_and_the_rest_written(tmp_path, small_weights):
     first, last = _picture(tmp_path / "a.png", 40, 40), _picture(tmp_path / "c.png", 40, 40)
     broken = tmp_path / "b.png"
