@@ -18,7 +18,9 @@ DEPTH_EXAMPLES = """examples:
 
 Each picture gets NAME-depth.png (white = near); pictures that share a name keep their suffix
 in it (pic_png-depth.png). Existing maps are skipped unless --overwrite is given.
-Exit status: 0 all written, 1 some pictures failed (the others were written), 2 nothing was done.
+Exit status: 0 every map written (or already there), 1 some pictures failed (the others were
+written), 2 nothing could be done (no picture could be read, or the weights or -o are wrong),
+130 interrupted. The last line on stderr says: N written, N skipped, N failed.
 """
 CONVERT_EXAMPLES = """examples:
   {prog} convert my-depth-dreambooth/ my-depth.safetensors --half

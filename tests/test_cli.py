@@ -108,6 +108,7 @@ def test_a_folder_of_photos_with_shared_names_and_earlier_maps(tmp_path, small_w
     stamps = {p: p.stat().st_mtime_ns for p in written}
     again = _run("depth", photos, "--weights", small_weights)
     assert again.returncode == 0 and again.stdout == "" and again.stderr.count("already exists (--overwrite") == 3
+    assert again.stderr.splitlines()[-1] == "0 written, 3 skipped, 0 failed"
     assert {p: p.stat().st_mtime_ns for p in written} == stamps  # nothing overwritten
     forced = _run("depth", photos, "--weights", small_weights, "--overwrite")
     assert forced.returncode == 0 and len(forced.stdout.split()) == 3
@@ -171,6 +172,57 @@ def test_a_bad_picture_is_reported_and_the_rest_written(tmp_path, small_weights)
     assert "b.png" in result.stderr and "missing.png does not exist" in result.stderr
     assert "Traceback" not in result.stderr
     assert result.stdout.split() == [str(tmp_path / "a-depth.png"), str(tmp_path / "c-depth.png")]
+    assert result.stderr.splitlines()[-1] == "2 written, 0 skipped, 2 failed"
+
+
+def test_nothing_to_work_on_is_exit_2_before_the_model_loads(tmp_path, small_weights):
+    """A missing picture or an empty folder once exited 1, "some failed", though nothing was done."""
+    (tmp_path / "empty").mkdir()
+    for inputs in ([tmp_path / "missing.jpg"], [tmp_path / "empty"], [tmp_path / "missing.jpg", tmp_path / "empty"]):
+        result = _run("depth", *inputs, "--weights", small_weights)
+        assert result.returncode == 2, result.stderr
+        assert "midas_v21_small on cpu" not in result.stderr  # the model was never loaded
+        assert result.stderr.splitlines()[-2:] == [f"0 written, 0 skipped, {len(inputs)} failed",
+                                                   "error: nothing was done: no picture gave a depth map (see above)."]
+    assert "missing.jpg does not exist" in result.stderr and "empty holds no pictures" in result.stderr
+    old = _picture(tmp_path / "old.png", 32, 32)
+    _picture(tmp_path / "old-depth.png", 32, 32)  # its map, from an earlier run: that picture is done
+    result = _run("depth", old, tmp_path / "missing.jpg", "--weights", small_weights)
+    assert result.returncode == 1 and result.stderr.splitlines()[-1] == "0 written, 1 skipped, 1 failed"
+
+
+def test_an_output_folder_under_a_file_is_said_once_before_the_model_loads(tmp_path, small_weights):
+    pictures = [_picture(tmp_path / f"{name}.png", 32, 32) for name in "abc"]
+    (tmp_path / "a").write_text("a file where a folder was meant")
+    result = _run("depth", *pictures, "--weights", small_weights, "-o", tmp_path / "a" / "maps")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.splitlines() == [f"error: -o {tmp_path / 'a' / 'maps'} cannot be made: {tmp_path / 'a'} "
+                                          "is a file; name a folder for the depth maps."]
+    assert result.stdout == "" and not list(tmp_path.glob("*-depth.png"))
+
+
+def test_an_interruption_leaves_the_bar_at_the_maps_written_and_draws_nothing_after(tmp_path, small_weights):
+    """The bar once counted a picture as it started (5/5 shown long before the last map) and was drawn again after
+    "interrupted"."""
+    import re
+    import signal
+
+    for number in range(40):
+        _picture(tmp_path / f"p{number:02}.png", 256, 384, flip=number % 2 == 1)
+    process = subprocess.Popen([sys.executable, "-m", "lib_depth2img", "depth", str(tmp_path), "--weights",
+                                str(small_weights)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    first = process.stdout.readline()  # one map written: the run is under way
+    process.send_signal(signal.SIGINT)
+    rest, errors = process.communicate(timeout=300)
+    written = [line for line in (first + rest).split() if line]
+    assert process.returncode == 130 and 1 <= len(written) < 40, errors
+    assert all(Path(path).is_file() for path in written)
+    before, interrupted, after = errors.rpartition("interrupted: ")
+    assert interrupted and "\n" not in after.rstrip("\n") and "depth:" not in after  # the last words, the bar gone
+    counts = re.findall(r"(\d+)/40", before)
+    maps = list(tmp_path.glob("*-depth.png"))
+    assert int(counts[-1]) == len(maps)  # the bar's last state: the maps written, not the pictures begun
 
 
 def test_planted_links_in_the_output_folder_are_never_written_through(tmp_path, small_weights):
