@@ -314,6 +314,48 @@ def test_help_shows_defaults_and_an_example():
     assert "(default: auto)" in result.stdout and "examples:" in result.stdout and "--overwrite" in result.stdout
 
 
+def test_help_and_version_answer_without_importing_torch():
+    """`depth2img --help` once imported torch first (3-18 s)."""
+    import tomllib
+
+    script = """if True:
+        import contextlib, io, sys
+        from lib_depth2img import cli
+        for argv in (["--help"], ["depth", "--help"], ["convert", "--help"], ["--version"]):
+            with contextlib.redirect_stdout(io.StringIO()) as said, contextlib.suppress(SystemExit):
+                cli.main(argv)
+            print(repr(said.getvalue()))
+        print("torch" in sys.modules)
+    """
+    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    *helps, version, torch_imported = result.stdout.splitlines()
+    assert torch_imported == "False"
+    assert all("usage:" in text for text in helps) and "dpt_hybrid (MiDaS DPT-Hybrid, MIT)" in helps[1]
+    with open(ROOT / "pyproject.toml", "rb") as file:
+        expected = tomllib.load(file)["project"]["version"]
+    assert version == repr(f"python -m lib_depth2img {expected}\n")
+    assert "--to {checkpoint,diffusers}" in helps[2] and "diffusers: back" in helps[2]
+
+
+def test_version_from_the_command(tmp_path):
+    import tomllib
+
+    with open(ROOT / "pyproject.toml", "rb") as file:
+        expected = tomllib.load(file)["project"]["version"]
+    result = _run("--version")
+    assert result.returncode == 0 and result.stdout == f"python -m lib_depth2img {expected}\n"
+
+
+def test_convert_from_a_missing_folder_says_it_does_not_exist(tmp_path):
+    for args in ([tmp_path / "no-such-folder", tmp_path / "out.safetensors"],
+                 [tmp_path / "no-such.safetensors", tmp_path / "out", "--to", "diffusers"]):
+        result = _run("convert", *args)
+        assert result.returncode == 2 and "Traceback" not in result.stderr
+        assert result.stderr == f"error: {args[0]} does not exist.\n"
+        assert not args[1].exists()
+
+
 def test_the_device_defaults_to_the_best_one(monkeypatch):
     from lib_depth2img import cli_depth
 
