@@ -8,9 +8,8 @@ import os
 import sys
 from pathlib import Path
 
-from lib_depth2img.cli_depth import run_depth
 from lib_depth2img.errors import Depth2ImgError
-from lib_depth2img.estimators import ESTIMATORS
+from lib_depth2img.estimators import ESTIMATORS  # a table free of torch: --help answers at once, without it
 
 DEPTH_EXAMPLES = """examples:
   {prog} depth holiday/ --weights models/Stable-diffusion/512-depth-ema.ckpt -o holiday-depth/
@@ -18,7 +17,9 @@ DEPTH_EXAMPLES = """examples:
 
 Each picture gets NAME-depth.png (white = near); pictures that share a name keep their suffix
 in it (pic_png-depth.png). Existing maps are skipped unless --overwrite is given.
-Exit status: 0 all written, 1 some pictures failed (the others were written), 2 nothing was done.
+Exit status: 0 every map written (or already there), 1 some pictures failed (the others were
+written), 2 nothing could be done (no picture could be read, or the weights or -o are wrong),
+130 interrupted. The last line on stderr says: N written, N skipped, N failed.
 """
 CONVERT_EXAMPLES = """examples:
   {prog} convert my-depth-dreambooth/ my-depth.safetensors --half
@@ -36,10 +37,29 @@ def _program_name() -> str:
     return "python -m lib_depth2img" if name in ("", "__main__.py", "-m", "-c") else name
 
 
+def version() -> str:
+    """The checkout's own pyproject.toml when run from one, else the installed package's metadata."""
+    pyproject = Path(__file__).resolve().parent.parent / "pyproject.toml"
+    if pyproject.is_file():
+        import re
+
+        found = re.search(r'^version\s*=\s*"([^"]+)"', pyproject.read_text(encoding="utf-8"), re.MULTILINE)
+        if found:
+            return found.group(1)
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed_version
+
+    try:
+        return installed_version("sd-webui-depth2img")
+    except PackageNotFoundError:
+        return "unknown"
+
+
 def _parser() -> argparse.ArgumentParser:
     prog = _program_name()
     parser = argparse.ArgumentParser(prog=prog, description="SD2 depth-to-image tools.",
                                      formatter_class=_HelpFormatter)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     commands = parser.add_subparsers(dest="command", required=True)
     estimators = "; ".join(f"{name} ({spec.title}, {spec.licence})" for name, spec in ESTIMATORS.items())
     depth = commands.add_parser("depth", help="write the depth map of each picture as NAME-depth.png",
@@ -60,7 +80,8 @@ def _parser() -> argparse.ArgumentParser:
                                   formatter_class=_HelpFormatter, epilog=CONVERT_EXAMPLES.format(prog=prog))
     convert.add_argument("source", type=Path, help="a diffusers folder, or with --to diffusers a checkpoint")
     convert.add_argument("out", type=Path, help="OUT.safetensors (OUT.yaml is written beside it), or a folder")
-    convert.add_argument("--to", choices=("checkpoint", "diffusers"), default="checkpoint")
+    convert.add_argument("--to", choices=("checkpoint", "diffusers"), default="checkpoint",
+                         help="checkpoint: a diffusers folder to one .safetensors and its .yaml; diffusers: back")
     convert.add_argument("--half", action="store_true", help="write float16 weights (half the size)")
     convert.add_argument("--base", type=Path, metavar="FOLDER",
                          help="with --to diffusers: diffusers folder to copy tokenizer/ and feature_extractor/ from")
@@ -70,6 +91,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def run_convert(args: argparse.Namespace) -> int:
+    if not args.source.exists():
+        raise Depth2ImgError(f"{args.source} does not exist.")
     if args.to == "checkpoint":
         if args.source.is_file():
             raise Depth2ImgError(f"{args.source} is a file: to make a diffusers folder of it, add --to diffusers.")
@@ -94,7 +117,11 @@ def run_convert(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return (run_convert if args.command == "convert" else run_depth)(args)
+        if args.command == "convert":
+            return run_convert(args)
+        from lib_depth2img.cli_depth import run_depth  # torch, only now: --help and --version answer without it
+
+        return run_depth(args)
     except Depth2ImgError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -8,8 +8,9 @@ is overwritten unless asked; each map's path is printed as it is written.
 from __future__ import annotations
 
 import argparse
+import itertools
+import os
 import sys
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,37 +87,83 @@ def collect_pictures(inputs: list[Path]) -> tuple[list[Path], list[str]]:
 
 
 def plan_outputs(pictures: list[Path], output_dir: Path | None) -> list[DepthJob]:
-    """``NAME-depth.png`` beside each picture or in ``output_dir``; pictures that share a name keep
-    their suffix in it (``pic_png-depth.png``, ``pic_jpg-depth.png``) so that no map replaces another."""
+    """``NAME-depth.png`` beside each picture or in ``output_dir``, planned over the whole run so that no map
+    replaces another. Names are compared as a case-insensitive file system (macOS, Windows) would; pictures that
+    would share one keep what tells them apart: their suffix (``pic_png-depth.png``), their folder's name
+    (``x_day1-depth.png``), and failing both a number (``IMG_0001_2-depth.png`` for ``.jpg`` beside ``.JPG``)."""
     def folder(picture: Path) -> Path:
         return output_dir or picture.parent
 
     plain = {p: folder(p) / f"{p.stem}{OUTPUT_SUFFIX}" for p in pictures}
-    shared = {out for out, count in Counter(plain.values()).items() if count > 1}
-    return [DepthJob(p, folder(p) / f"{p.stem}_{p.suffix.lstrip('.').lower()}{OUTPUT_SUFFIX}"
-                     if out in shared else out) for p, out in plain.items()]
+    groups: dict[str, list[Path]] = {}
+    for picture, output in plain.items():
+        groups.setdefault(_file_key(output), []).append(picture)
+    taken = {key for key, group in groups.items() if len(group) == 1}
+    outputs = {}
+    for group in groups.values():
+        for picture in group:
+            outputs[picture] = plain[picture] if len(group) == 1 else _distinct(picture, group, folder(picture), taken)
+    return [DepthJob(p, outputs[p]) for p in pictures]
+
+
+def _file_key(path: Path) -> str:
+    return os.path.abspath(path).casefold()
+
+
+def _folder_name(picture: Path) -> str:
+    return Path(os.path.abspath(picture)).parent.name
+
+
+def _distinct(picture: Path, group: list[Path], folder: Path, taken: set[str]) -> Path:
+    """A map's path for ``picture``, one of ``group`` that would all get the same name: marked with what sets it
+    apart from the others, then numbered from 2 if that is not enough; its key is added to ``taken``."""
+    parts = [picture.stem]
+    if len({_folder_name(p).casefold() for p in group}) > 1:
+        parts.append(_folder_name(picture))
+    if len({p.suffix.casefold() for p in group}) > 1:
+        parts.append(picture.suffix.lstrip(".").lower())
+    base = "_".join(part for part in parts if part)
+    for number in itertools.count(1):
+        output = folder / f"{base}{f'_{number}' if number > 1 else ''}{OUTPUT_SUFFIX}"
+        if _file_key(output) not in taken:
+            taken.add(_file_key(output))
+            return output
 
 
 def _warn(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+def check_output_dir(folder: Path) -> None:
+    """Said once, before the model loads, rather than for each picture: a folder that cannot be made or written."""
+    existing = next(p for p in (folder, *folder.absolute().parents) if p.exists())
+    if not existing.is_dir():
+        where = "is a file" if existing == folder else f"cannot be made: {existing} is a file"
+        raise Depth2ImgError(f"-o {folder} {where}; name a folder for the depth maps.")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise Depth2ImgError(f"-o {folder}: {existing} is not writable; name a folder you can write in.")
+
+
 def run_depth(args: argparse.Namespace) -> int:
-    """0 when every map was written, 1 when some picture failed; a ``Depth2ImgError`` for the whole run."""
+    """0 when every map was written or already there, 1 when some picture failed, 2 when nothing could be done;
+    a ``Depth2ImgError`` for the whole run."""
     weights = open_weights(args.weights)  # identified and indexed once, here
     name = detect_weights(weights, args.estimator)
-    if args.output_dir is not None and args.output_dir.exists() and not args.output_dir.is_dir():
-        raise Depth2ImgError(f"-o {args.output_dir} is a file; name a folder for the depth maps.")
+    if args.output_dir is not None:
+        check_output_dir(args.output_dir)
     device = _device(args.device)
     if args.half and device.type == "cpu":
         raise Depth2ImgError("--half needs a GPU (--device cuda or mps): float16 on the CPU is slow and imprecise.")
     pictures, problems = collect_pictures(args.images)
-    jobs, failed = [], len(problems)
+    jobs, skipped, failed, written = [], 0, len(problems), 0
     for problem in problems:
         _warn(f"error: {problem}")
     for job in plan_outputs(pictures, args.output_dir):
+        if job.output.name != f"{job.picture.stem}{OUTPUT_SUFFIX}":
+            _warn(f"note: {job.picture} gets {job.output.name}: another picture has the same name")
         if job.output.exists() and not args.overwrite:
             _warn(f"skipped: {job.output} already exists (--overwrite replaces it)")
+            skipped += 1
             continue
         try:
             check_picture(job.picture)
@@ -126,50 +173,62 @@ def run_depth(args: argparse.Namespace) -> int:
             continue
         jobs.append(job)
     if jobs:
-        failed += _write_maps(jobs, name, weights, args, device)
+        written = _write_maps(jobs, name, weights, args, device)
+        failed += len(jobs) - written
     elif not failed:
         _warn("nothing to do: every depth map already exists.")
+    _warn(f"{written} written, {skipped} skipped, {failed} failed")
+    if failed and not written and not skipped:
+        _warn("error: nothing was done: no picture gave a depth map (see above).")
+        return 2
     return 1 if failed else 0
 
 
 def _write_maps(jobs: list[DepthJob], name: str, weights: WeightsFile, args: argparse.Namespace,
                 device: torch.device) -> int:
+    """How many maps were written; each picture counts on the bar once its map is written or it has failed."""
     estimator = load_estimator_from_file(create_estimator(name, device="meta"), weights)
     estimator.to(device=device, dtype=torch.float16 if args.half else torch.float32)
     _warn(f"{name} on {device.type}{' (float16)' if args.half else ''}: {len(jobs)} picture(s)")
-    failed = 0
     progress = None
     if len(jobs) > 1:
         from tqdm import tqdm
 
         progress = tqdm(total=len(jobs), desc="depth", unit="picture")
-    for job in jobs:
+    written = 0
+    try:
+        for job in jobs:
+            error = _write_map(job, estimator, args, device)
+            if progress is not None:
+                progress.update()
+            _report(f"error: {job.picture}: {error}" if error else str(job.output), progress,
+                    sys.stderr if error else sys.stdout)
+            written += error is None
+    finally:  # closed before an interruption is reported, so that the bar is not drawn again after it
         if progress is not None:
-            progress.update()
-        try:
-            picture, size = read_picture(job.picture)
-            depth = estimate_depth(estimator, picture.to(device), output_size=size)
-            job.output.parent.mkdir(parents=True, exist_ok=True)
-            save_depth_png(depth, job.output, bits=args.bits)
-        except (Depth2ImgError, OSError) as error:
-            _report(f"error: {job.picture}: {error}", progress, sys.stderr)
-            failed += 1
-            continue
-        except (RuntimeError, MemoryError) as error:  # a person's own huge picture: said, and the batch goes on
-            if not is_out_of_memory(error):
-                raise
-            _report(f"error: {job.picture}: not enough memory to read it and estimate its depth; scale it down "
-                    "or free memory.", progress, sys.stderr)
-            failed += 1
-            continue
-        _report(str(job.output), progress, sys.stdout)
-    if progress is not None:
-        progress.close()
-    return failed
+            progress.close()
+    return written
+
+
+def _write_map(job: DepthJob, estimator, args: argparse.Namespace, device: torch.device) -> str | None:
+    """What went wrong with this picture, or None once its map is written."""
+    try:
+        picture, size = read_picture(job.picture)
+        depth = estimate_depth(estimator, picture.to(device), output_size=size)
+        job.output.parent.mkdir(parents=True, exist_ok=True)
+        save_depth_png(depth, job.output, bits=args.bits)
+    except (Depth2ImgError, OSError) as error:
+        return str(error)
+    except (RuntimeError, MemoryError) as error:  # a person's own huge picture: said, and the batch goes on
+        if not is_out_of_memory(error):
+            raise
+        return "not enough memory to read it and estimate its depth; scale it down or free memory."
+    return None
 
 
 def _report(line: str, progress, stream) -> None:
     if progress is not None:
         progress.write(line, file=stream)  # keeps the bar whole
+        stream.flush()
     else:
         print(line, file=stream, flush=True)

@@ -108,10 +108,59 @@ def test_a_folder_of_photos_with_shared_names_and_earlier_maps(tmp_path, small_w
     stamps = {p: p.stat().st_mtime_ns for p in written}
     again = _run("depth", photos, "--weights", small_weights)
     assert again.returncode == 0 and again.stdout == "" and again.stderr.count("already exists (--overwrite") == 3
+    assert again.stderr.splitlines()[-1] == "0 written, 3 skipped, 0 failed"
     assert {p: p.stat().st_mtime_ns for p in written} == stamps  # nothing overwritten
     forced = _run("depth", photos, "--weights", small_weights, "--overwrite")
     assert forced.returncode == 0 and len(forced.stdout.split()) == 3
     assert all(p.stat().st_mtime_ns != stamps[p] for p in written)
+
+
+def _maps_of_unique_copies(tmp_path, weights, pictures: list[Path]) -> list[np.ndarray]:
+    """Each picture's map from a run where every name is distinct: what the shared-name run must match."""
+    solo = tmp_path / "solo"
+    solo.mkdir()
+    copies = [solo / f"picture{number}{p.suffix}" for number, p in enumerate(pictures)]
+    for picture, copy in zip(pictures, copies, strict=True):
+        copy.write_bytes(picture.read_bytes())
+    result = _run("depth", solo, "--weights", weights, "--bits", "16")
+    assert result.returncode == 0, result.stderr
+    return [_map(solo / f"{copy.stem}-depth.png") for copy in copies]
+
+
+def test_the_same_name_in_two_folders_gives_two_maps(tmp_path, small_weights):
+    """`depth day1/ day2/ -o maps/` with an x.jpg in each once wrote maps/x_jpg-depth.png twice."""
+    days = [tmp_path / "day1", tmp_path / "day2"]
+    for day in days:
+        day.mkdir()
+    pictures = [_picture(days[0] / "x.jpg", 48, 64), _picture(days[1] / "x.jpg", 48, 64, flip=True)]
+    out = tmp_path / "maps"
+    result = _run("depth", *days, "--weights", small_weights, "-o", out, "--bits", "16")
+    assert result.returncode == 0, result.stderr
+    written = [out / "x_day1-depth.png", out / "x_day2-depth.png"]
+    assert sorted(result.stdout.split()) == [str(p) for p in written]
+    assert sorted(p.name for p in out.iterdir()) == [p.name for p in written]
+    assert f"{pictures[1]} gets x_day2-depth.png" in result.stderr
+    expected = _maps_of_unique_copies(tmp_path, small_weights, pictures)
+    assert not np.array_equal(expected[0], expected[1])
+    for path, map_alone in zip(written, expected, strict=True):
+        assert np.array_equal(_map(path), map_alone)
+    again = _run("depth", *days, "--weights", small_weights, "-o", out)
+    assert again.returncode == 0 and again.stdout == "" and again.stderr.count("already exists (--overwrite") == 2
+
+
+def test_suffixes_that_differ_only_in_case_give_two_maps(tmp_path, small_weights):
+    """Cameras restart IMG_0001.JPG every day; on macOS and Windows IMG_0001_JPG and IMG_0001_jpg are one file."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    pictures = [_picture(photos / "IMG_0001.JPG", 48, 64), _picture(photos / "IMG_0001.jpg", 48, 64, flip=True)]
+    result = _run("depth", photos, "--weights", small_weights, "--bits", "16")
+    assert result.returncode == 0, result.stderr
+    written = [photos / "IMG_0001-depth.png", photos / "IMG_0001_2-depth.png"]  # in the order the names sort
+    assert result.stdout.split() == [str(p) for p in written]
+    expected = _maps_of_unique_copies(tmp_path, small_weights, pictures)
+    assert not np.array_equal(expected[0], expected[1])
+    for path, map_alone in zip(written, expected, strict=True):
+        assert np.array_equal(_map(path), map_alone)
 
 
 def test_a_bad_picture_is_reported_and_the_rest_written(tmp_path, small_weights):
@@ -123,6 +172,57 @@ def test_a_bad_picture_is_reported_and_the_rest_written(tmp_path, small_weights)
     assert "b.png" in result.stderr and "missing.png does not exist" in result.stderr
     assert "Traceback" not in result.stderr
     assert result.stdout.split() == [str(tmp_path / "a-depth.png"), str(tmp_path / "c-depth.png")]
+    assert result.stderr.splitlines()[-1] == "2 written, 0 skipped, 2 failed"
+
+
+def test_nothing_to_work_on_is_exit_2_before_the_model_loads(tmp_path, small_weights):
+    """A missing picture or an empty folder once exited 1, "some failed", though nothing was done."""
+    (tmp_path / "empty").mkdir()
+    for inputs in ([tmp_path / "missing.jpg"], [tmp_path / "empty"], [tmp_path / "missing.jpg", tmp_path / "empty"]):
+        result = _run("depth", *inputs, "--weights", small_weights)
+        assert result.returncode == 2, result.stderr
+        assert "midas_v21_small on cpu" not in result.stderr  # the model was never loaded
+        assert result.stderr.splitlines()[-2:] == [f"0 written, 0 skipped, {len(inputs)} failed",
+                                                   "error: nothing was done: no picture gave a depth map (see above)."]
+    assert "missing.jpg does not exist" in result.stderr and "empty holds no pictures" in result.stderr
+    old = _picture(tmp_path / "old.png", 32, 32)
+    _picture(tmp_path / "old-depth.png", 32, 32)  # its map, from an earlier run: that picture is done
+    result = _run("depth", old, tmp_path / "missing.jpg", "--weights", small_weights)
+    assert result.returncode == 1 and result.stderr.splitlines()[-1] == "0 written, 1 skipped, 1 failed"
+
+
+def test_an_output_folder_under_a_file_is_said_once_before_the_model_loads(tmp_path, small_weights):
+    pictures = [_picture(tmp_path / f"{name}.png", 32, 32) for name in "abc"]
+    (tmp_path / "a").write_text("a file where a folder was meant")
+    result = _run("depth", *pictures, "--weights", small_weights, "-o", tmp_path / "a" / "maps")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.splitlines() == [f"error: -o {tmp_path / 'a' / 'maps'} cannot be made: {tmp_path / 'a'} "
+                                          "is a file; name a folder for the depth maps."]
+    assert result.stdout == "" and not list(tmp_path.glob("*-depth.png"))
+
+
+def test_an_interruption_leaves_the_bar_at_the_maps_written_and_draws_nothing_after(tmp_path, small_weights):
+    """The bar once counted a picture as it started (5/5 shown long before the last map) and was drawn again after
+    "interrupted"."""
+    import re
+    import signal
+
+    for number in range(40):
+        _picture(tmp_path / f"p{number:02}.png", 256, 384, flip=number % 2 == 1)
+    process = subprocess.Popen([sys.executable, "-m", "lib_depth2img", "depth", str(tmp_path), "--weights",
+                                str(small_weights)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    first = process.stdout.readline()  # one map written: the run is under way
+    process.send_signal(signal.SIGINT)
+    rest, errors = process.communicate(timeout=300)
+    written = [line for line in (first + rest).split() if line]
+    assert process.returncode == 130 and 1 <= len(written) < 40, errors
+    assert all(Path(path).is_file() for path in written)
+    before, interrupted, after = errors.rpartition("interrupted: ")
+    assert interrupted and "\n" not in after.rstrip("\n") and "depth:" not in after  # the last words, the bar gone
+    counts = re.findall(r"(\d+)/40", before)
+    maps = list(tmp_path.glob("*-depth.png"))
+    assert int(counts[-1]) == len(maps)  # the bar's last state: the maps written, not the pictures begun
 
 
 def test_planted_links_in_the_output_folder_are_never_written_through(tmp_path, small_weights):
@@ -212,6 +312,48 @@ def test_help_shows_defaults_and_an_example():
     result = _run("depth", "--help")
     assert result.returncode == 0
     assert "(default: auto)" in result.stdout and "examples:" in result.stdout and "--overwrite" in result.stdout
+
+
+def test_help_and_version_answer_without_importing_torch():
+    """`depth2img --help` once imported torch first (3-18 s)."""
+    import tomllib
+
+    script = """if True:
+        import contextlib, io, sys
+        from lib_depth2img import cli
+        for argv in (["--help"], ["depth", "--help"], ["convert", "--help"], ["--version"]):
+            with contextlib.redirect_stdout(io.StringIO()) as said, contextlib.suppress(SystemExit):
+                cli.main(argv)
+            print(repr(said.getvalue()))
+        print("torch" in sys.modules)
+    """
+    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    *helps, version, torch_imported = result.stdout.splitlines()
+    assert torch_imported == "False"
+    assert all("usage:" in text for text in helps) and "dpt_hybrid (MiDaS DPT-Hybrid, MIT)" in helps[1]
+    with open(ROOT / "pyproject.toml", "rb") as file:
+        expected = tomllib.load(file)["project"]["version"]
+    assert version == repr(f"python -m lib_depth2img {expected}\n")
+    assert "--to {checkpoint,diffusers}" in helps[2] and "diffusers: back" in helps[2]
+
+
+def test_version_from_the_command(tmp_path):
+    import tomllib
+
+    with open(ROOT / "pyproject.toml", "rb") as file:
+        expected = tomllib.load(file)["project"]["version"]
+    result = _run("--version")
+    assert result.returncode == 0 and result.stdout == f"python -m lib_depth2img {expected}\n"
+
+
+def test_convert_from_a_missing_folder_says_it_does_not_exist(tmp_path):
+    for args in ([tmp_path / "no-such-folder", tmp_path / "out.safetensors"],
+                 [tmp_path / "no-such.safetensors", tmp_path / "out", "--to", "diffusers"]):
+        result = _run("convert", *args)
+        assert result.returncode == 2 and "Traceback" not in result.stderr
+        assert result.stderr == f"error: {args[0]} does not exist.\n"
+        assert not args[1].exists()
 
 
 def test_the_device_defaults_to_the_best_one(monkeypatch):

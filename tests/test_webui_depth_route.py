@@ -2,6 +2,7 @@
 
 import base64
 import io
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -128,7 +129,34 @@ def test_without_a_depth_checkpoint_it_says_so(client, webui):
         answer = client.post("/depth2img/v1/depth", json={"image": _encoded(_picture())})
     finally:
         webui.shared.sd_model = None
-    assert answer.status_code == 400 and "needs a depth checkpoint" in answer.json()["detail"]
+    detail = answer.json()["detail"]
+    assert answer.status_code == 400 and "needs a depth checkpoint" in detail
+    assert "models/depth2img" not in detail  # a folder nothing reads
+    assert "depth_anything_v2_vits.pth" in detail and "in models/depth_anything" in detail
+
+
+def test_the_docs_say_where_the_weights_go_and_a_file_put_there_is_found(webui, tmp_path):
+    """The folders the docs name are those the file lookup reads (they once named models/depth2img)."""
+    from fastapi.testclient import TestClient
+    from modules import paths_internal
+    from tiny_estimators import tiny_rule_state
+
+    from lib_depth2img.webui import extra_estimators, routes
+
+    paths_internal.models_path = str(tmp_path / "models")
+    try:
+        app = fastapi.FastAPI()
+        routes.register_routes(None, app)
+        schema = TestClient(app).get("/openapi.json").json()
+        words = schema["components"]["schemas"]["Depth2ImgDepthRequest"]["properties"]["source"]["description"]
+        assert "models/depth2img" not in words
+        folder = Path(words.split("depth_anything_v2_vits.pth")[1].split(" in ", 1)[1].split(";")[0].rstrip("."))
+        assert extra_estimators.find_weights("depth_anything_v2_vits") is None
+        folder.mkdir(parents=True)
+        torch.save(tiny_rule_state("depth_anything_v2_vits"), folder / "depth_anything_v2_vits.pth")
+        assert extra_estimators.find_weights("depth_anything_v2_vits") == folder / "depth_anything_v2_vits.pth"
+    finally:
+        paths_internal.models_path = "models"
 
 
 def test_docs_list_it_with_the_settings_help(client):

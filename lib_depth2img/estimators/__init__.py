@@ -8,17 +8,17 @@ the messages about missing or wrong files all read this table.
 from __future__ import annotations
 
 import contextlib
+import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING
 
 from lib_depth2img.errors import Depth2ImgError
-from lib_depth2img.estimators.depth_anything import VITB, VITL, VITS, DepthAnythingV2
-from lib_depth2img.estimators.dpt import DPT_HYBRID, DPT_LARGE, DPTDepthModel
-from lib_depth2img.estimators.midas_small import MidasSmall
-from lib_depth2img.transforms import DEPTH_ANYTHING_INPUT, DPT_INPUT, MIDAS_V21_SMALL_INPUT, InputSpec
+from lib_depth2img.input_spec import DEPTH_ANYTHING_INPUT, DPT_INPUT, MIDAS_V21_SMALL_INPUT, InputSpec
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 NON_COMMERCIAL_LICENCES = ("CC-BY-NC-4.0",)
 
@@ -44,11 +44,21 @@ class EstimatorSpec:
                    for key, shape in self.signature.items())
 
 
-def _depth_anything(size: str, title: str, config, width: int, licence: str) -> EstimatorSpec:
+def _builder(module: str, network: str, *config: str) -> Callable[[], nn.Module]:
+    """Builds ``module.network(module.config)`` when called: torch is imported only when a network is built, so the
+    table (and the CLI's --help) is read without it."""
+    def build() -> nn.Module:
+        found = importlib.import_module(f"lib_depth2img.estimators.{module}")
+        return getattr(found, network)(*(getattr(found, name) for name in config))
+    return build
+
+
+def _depth_anything(size: str, title: str, config: str, width: int, licence: str) -> EstimatorSpec:
     return EstimatorSpec(
         f"depth_anything_v2_vit{size}", f"Depth Anything V2 {title}",
         f"Depth Anything V2 {title}: sharp edges and fine detail, trained on 62 M pictures.",
-        lambda: DepthAnythingV2(config), DEPTH_ANYTHING_INPUT, (f"depth_anything_v2_vit{size}.pth",),
+        _builder("depth_anything", "DepthAnythingV2", config), DEPTH_ANYTHING_INPUT,
+        (f"depth_anything_v2_vit{size}.pth",),
         ("depth_anything", "depth_anything_v2"), licence,
         {"pretrained.cls_token": (1, 1, width), "depth_head.projects.0.weight": None})
 
@@ -56,20 +66,23 @@ def _depth_anything(size: str, title: str, config, width: int, licence: str) -> 
 ESTIMATORS: dict[str, EstimatorSpec] = {spec.name: spec for spec in (
     EstimatorSpec("dpt_hybrid", "MiDaS DPT-Hybrid",
                   "MiDaS v3 DPT-Hybrid: what SD2 depth was trained with; every depth checkpoint carries it.",
-                  lambda: DPTDepthModel(DPT_HYBRID), DPT_INPUT, ("dpt_hybrid-midas-501f0c75.pt", "dpt_hybrid_384.pt"),
+                  _builder("dpt", "DPTDepthModel", "DPT_HYBRID"), DPT_INPUT,
+                  ("dpt_hybrid-midas-501f0c75.pt", "dpt_hybrid_384.pt"),
                   ("midas",), "MIT", {"pretrained.model.patch_embed.backbone.stem.conv.weight": None}),
     EstimatorSpec("dpt_large", "MiDaS DPT-Large",
                   "MiDaS v3 DPT-Large: a larger plain ViT; smoother, more global depth.",
-                  lambda: DPTDepthModel(DPT_LARGE), DPT_INPUT, ("dpt_large-midas-2f21e586.pt", "dpt_large_384.pt"),
+                  _builder("dpt", "DPTDepthModel", "DPT_LARGE"), DPT_INPUT,
+                  ("dpt_large-midas-2f21e586.pt", "dpt_large_384.pt"),
                   ("midas",), "MIT", {"pretrained.model.patch_embed.proj.weight": (1024, 3, 16, 16)}),
     EstimatorSpec("midas_v21_small", "MiDaS v2.1 small",
                   "MiDaS v2.1 small: fast and coarse, for slow machines.",
-                  MidasSmall, MIDAS_V21_SMALL_INPUT, ("midas_v21_small-70d6b9c8.pt", "midas_v21_small_256.pt"),
+                  _builder("midas_small", "MidasSmall"), MIDAS_V21_SMALL_INPUT,
+                  ("midas_v21_small-70d6b9c8.pt", "midas_v21_small_256.pt"),
                   ("midas",), "MIT",
                   {"pretrained.layer1.0.weight": (32, 3, 3, 3), "scratch.output_conv.0.weight": None}),
-    _depth_anything("s", "Small", VITS, 384, "Apache-2.0"),
-    _depth_anything("b", "Base", VITB, 768, "CC-BY-NC-4.0"),
-    _depth_anything("l", "Large", VITL, 1024, "CC-BY-NC-4.0"),
+    _depth_anything("s", "Small", "VITS", 384, "Apache-2.0"),
+    _depth_anything("b", "Base", "VITB", 768, "CC-BY-NC-4.0"),
+    _depth_anything("l", "Large", "VITL", 1024, "CC-BY-NC-4.0"),
 )}
 ESTIMATOR_NAMES = tuple(ESTIMATORS)
 CHECKPOINT_ESTIMATOR = "dpt_hybrid"  # what SD2 depth was trained with (v2-midas-inference.yaml)
@@ -90,6 +103,8 @@ def create_estimator(name: str, device: torch.device | str | None = None) -> nn.
     as they are (no second copy, and file-backed tensors stay file-backed). The module carries
     ``estimator_name`` and ``input_spec`` so callers need not pass them around.
     """
+    import torch
+
     spec = spec_for(name)
     with torch.device(device) if device is not None else contextlib.nullcontext():
         module = spec.build().eval()

@@ -45,7 +45,8 @@ def request_model():
                                             f"most {_LIMIT} and {MAX_PICTURE_BYTES // 2**20} MiB. Never a file name "
                                             "or path.")),
         source=(Literal[sources], Field("checkpoint", description="checkpoint: the loaded depth checkpoint's own "
-                                         "MiDaS. The others need their weights file in models/depth2img.")),
+                                         "MiDaS. The others need their weights file: "
+                                         f"{extra_estimators.where_files_go()}.")),
         **{name: setting(name) for name in ADJUSTMENTS},
         width=(int | None, Field(None, ge=1, le=MAX_SIDE, description="Width of the map; default: the "
                                     "picture's, or kept in proportion to a given height. Width x height: at most "
@@ -96,7 +97,8 @@ def make_depth(request) -> dict:
     """The depth map the request asks for; ``Depth2ImgError`` for what the caller must change."""
     sd_model = preview._model_to_preview()
     if request.source == "checkpoint" and not generation.is_depth_model(sd_model):
-        others = ", ".join(extra_estimators.available()) or "none has its weights file in models/depth2img"
+        others = (", ".join(extra_estimators.available())
+                  or f"none has its weights file: {extra_estimators.where_files_go()}")
         raise Depth2ImgError("Source 'checkpoint' needs a depth checkpoint (such as 512-depth-ema) and the selected "
                              f"one is not: select one, or ask for another source ({others}).")
     if request.source in EXTRA_ESTIMATORS:

@@ -42,6 +42,15 @@ def available() -> list[str]:
     return [name for name in EXTRA_ESTIMATORS if find_weights(name) is not None]
 
 
+def where_files_go() -> str:
+    """Each other depth source's release file and the folder it goes in, for /docs and messages."""
+    by_folder: dict[Path, list[str]] = {}
+    for name in EXTRA_ESTIMATORS:
+        spec = ESTIMATORS[name]
+        by_folder.setdefault(Path(paths_internal.models_path) / spec.folders[0], []).append(spec.release_files[0])
+    return "; ".join(f"{', '.join(files)} in {folder}" for folder, files in by_folder.items())
+
+
 def check_available(name: str) -> Path:
     """The weights file of estimator ``name``, or the message saying which file goes where."""
     path = find_weights(name)
