@@ -16,6 +16,8 @@ from webui_helpers import IMITATION, ROOT, FakeSDModel, ForwardCounter  # noqa: 
 from lib_depth2img.estimators import create_estimator  # noqa: E402
 from lib_depth2img.weights import load_estimator_weights  # noqa: E402
 
+pytest_plugins = ["suite_health"]  # each file's peak memory in the summary; a crash contained
+
 # pytest-xdist runs test files side by side (pyproject's addopts): each worker takes its share of the cores,
 # so torch's threads do not outnumber them.
 _WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
