@@ -38,7 +38,9 @@ def _reset_peak() -> None:
 
 
 def _children_mib() -> float:
-    """The largest finished subprocess's peak (getrusage cannot be reset: it rises only with a larger one)."""
+    """The largest finished subprocess's peak. getrusage cannot be reset, and a child's figure starts at what
+    its parent held when it was spawned (fork and vfork share the parent's pages until exec): so it says
+    something about the subprocesses only where it rises above the parent's own peak."""
     return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
 
 
@@ -55,7 +57,7 @@ def pytest_runtest_protocol(item, nextitem):
     finally:
         peaks = _peaks.setdefault(file, [0.0, None])
         peaks[0] = max(peaks[0], _peak_mib())
-        if _children_mib() > _current["children"]:
+        if _children_mib() > max(_current["children"], peaks[0]):
             peaks[1] = _children_mib()
 
 
@@ -122,7 +124,7 @@ def pytest_terminal_summary(terminalreporter):
         return
     write = terminalreporter.write_line
     terminalreporter.write_sep("-", f"peak memory per test file, MiB (the rule: no process above {LIMIT_MIB})")
-    write(f"{'process':>8} {'subproc':>8}  file")
+    write(f"{'process':>8} {'subproc':>8}  file  (a subprocess shows where it passed its parent)")
     for file, (own, children) in sorted(_peaks.items(), key=lambda kv: -max(kv[1][0], kv[1][1] or 0)):
         over = "  OVER THE LIMIT" if max(own, children or 0) > LIMIT_MIB else ""
         write(f"{own:8.0f} {f'{children:.0f}' if children else '-':>8}  {file}{over}")
