@@ -13,6 +13,7 @@ import shutil
 import pytest
 
 LIMIT_MIB = 3 * 1024
+SHARED_FOLDER = "shared"  # in the run's own folder: the full-size files written once for all workers
 _KEY = "depth2img_peak_mib"  # how a worker hands its figures to the controller (config.workeroutput)
 _peaks: dict[str, list] = {}  # test file -> [this process's peak MiB, its largest subprocess's MiB or None]
 _current: dict = {"file": None, "children": 0.0}
@@ -65,10 +66,11 @@ def pytest_sessionfinish(session):
     workeroutput = getattr(session.config, "workeroutput", None)
     if workeroutput is not None:
         workeroutput[_KEY] = _peaks
-    elif _crashed:  # the controller: a dead worker's folder holds whatever its fixtures had not removed yet
-        basetemp = session.config._tmp_path_factory.getbasetemp()
-        for worker in _crashed:
-            shutil.rmtree(basetemp / f"popen-{worker}", ignore_errors=True)
+        return
+    basetemp = session.config._tmp_path_factory.getbasetemp()
+    shutil.rmtree(basetemp / SHARED_FOLDER, ignore_errors=True)
+    for worker in _crashed:  # a dead worker's folder holds whatever its fixtures had not removed yet
+        shutil.rmtree(basetemp / f"popen-{worker}", ignore_errors=True)
 
 
 @pytest.hookimpl(optionalhook=True)
