@@ -16,6 +16,9 @@ from webui_helpers import IMITATION, ROOT, FakeSDModel, ForwardCounter  # noqa: 
 from lib_depth2img.estimators import create_estimator  # noqa: E402
 from lib_depth2img.weights import load_estimator_weights  # noqa: E402
 
+pytest_plugins = ["suite_health"]  # each file's peak memory in the summary; a crash contained
+from suite_health import SHARED_FOLDER  # noqa: E402
+
 # pytest-xdist runs test files side by side (pyproject's addopts): each worker takes its share of the cores,
 # so torch's threads do not outnumber them.
 _WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
@@ -66,22 +69,31 @@ def _save_depth_checkpoint(path: Path, depth_state: dict[str, torch.Tensor]) -> 
     return path
 
 
+def _shared_file(tmp_path_factory, name: str, write) -> Path:
+    """A full-size file written once per run, not once per worker: in the run's own folder, which xdist's
+    workers share (each has its folder below it). ``write(path)`` writes it whole in this worker's folder and
+    it is renamed into place, so no worker reads half of it; the run's end removes it (tests/suite_health.py)."""
+    base = tmp_path_factory.getbasetemp()
+    path = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / SHARED_FOLDER / name
+    if not path.exists():
+        path.parent.mkdir(exist_ok=True)
+        written = tmp_path_factory.mktemp("unshared") / name
+        write(written)
+        os.replace(written, path)
+    return path
+
+
 @pytest.fixture(scope="session")
 def midas_pt(tmp_path_factory, hybrid_rule_state):
     """A MiDaS release-style file: the bare DPT-Hybrid state dict, saved by torch (0.5 GB, gone after the run)."""
-    path = tmp_path_factory.mktemp("weights") / "dpt_hybrid-midas-501f0c75.pt"
-    torch.save(hybrid_rule_state, path)
-    yield path
-    path.unlink()
+    return _shared_file(tmp_path_factory, "dpt_hybrid-midas-501f0c75.pt", lambda p: torch.save(hybrid_rule_state, p))
 
 
 @pytest.fixture(scope="session")
 def depth_checkpoint_file(tmp_path_factory, hybrid_rule_state):
     """A full-size depth checkpoint (0.5 GB, gone after the run), for the end-to-end tests of the hosts."""
-    path = _save_depth_checkpoint(tmp_path_factory.mktemp("checkpoint") / "512-depth-ema.safetensors",
-                                  hybrid_rule_state)
-    yield path
-    path.unlink()
+    return _shared_file(tmp_path_factory, "512-depth-ema.safetensors",
+                        lambda p: _save_depth_checkpoint(p, hybrid_rule_state))
 
 
 @pytest.fixture(scope="session")

@@ -73,7 +73,8 @@ def test_layout_mismatch_lists_missing_and_unexpected_keys(hybrid_rule_state):
 
 
 def test_large_weights_do_not_load_into_hybrid():
-    large = rule_weights(reference_layout("midas-dpt_large.json"))
+    # Only the layout is compared: DPT-Large's keys and shapes, each a view of one zero (its weights are 1.3 GB)
+    large = {k: torch.zeros(()).expand(shape) for k, shape in reference_layout("midas-dpt_large.json").items()}
     with pytest.raises(Depth2ImgError, match="do not fit the dpt_hybrid"):
         load_estimator_weights(create_estimator("dpt_hybrid"), large)
 

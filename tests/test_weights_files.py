@@ -3,7 +3,7 @@ Lightning ``Trainer.save_checkpoint``, MiDaS's own wrapper, zip and legacy layou
 safetensors with metadata. Each is indexed, recognised and read; torch's own loader is the reference."""
 
 import copy
-import functools
+import gc
 import shutil
 import subprocess
 import sys
@@ -26,7 +26,6 @@ ROOT = Path(__file__).parent.parent
 HALF = ("depth_anything_v2_vitb", "depth_anything_v2_vitl", "dpt_large")  # float16 files: HalfStorage, half the disk
 
 
-@functools.cache  # each estimator is built once: Depth Anything Large has 335 M parameters
 def _module(name: str) -> torch.nn.Module:
     """Weights whose depth map is not flat, which would prove nothing: DPT-Hybrid gets the parity fixtures'
     rule-set weights (its fresh init ends below its final ReLU); the others torch's init with every float
@@ -74,21 +73,37 @@ def _lightning_checkpoint(path: Path, estimator: torch.nn.Module) -> None:
 
 
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    """file label -> (path, the estimator it holds, the key prefix it is under). About 4 GB, removed afterwards."""
+def corpus_and_maps(tmp_path_factory):
+    """file label -> (path, the estimator it holds, the key prefix it is under), and estimator name -> the
+    saved module's expected map. About 4 GB on disk, removed afterwards. One network is alive at a time, and
+    freed before the next is built: all nine kept at once took the worker to 6.8 GB, and the kernel killed it."""
     folder = tmp_path_factory.mktemp("corpus")
-    files = {}
+    files, maps = {}, {}
     for name, spec in ESTIMATORS.items():
         module = _module(name)
-        state = (copy.deepcopy(module).half() if name in HALF else module).state_dict()
+        state = (module.half() if name in HALF else module).state_dict()  # in place: a copy of ViT-L is 1.3 GB
         assert hasattr(state, "_metadata")  # as state_dict() returns it: an OrderedDict with _metadata
         torch.save(state, folder / spec.release_files[0])
+        del state
+        module.float()  # the values _module gave it, which float16 holds exactly
         files[name] = (folder / spec.release_files[0], name, "")
-    small = torch.load(files["midas_v21_small"][0])
+        maps[name] = _expected_map(module, name)
+        if name in _MORE_FILES:
+            _MORE_FILES[name](folder, module, files)
+        del module
+        gc.collect()
+    yield files, maps
+    shutil.rmtree(folder)
+
+
+def _more_small_files(folder: Path, module: torch.nn.Module, files: dict) -> None:
     legacy = folder / "midas_v21_small-legacy.pt"
-    torch.save(small, legacy, _use_new_zipfile_serialization=False)
+    torch.save(torch.load(files["midas_v21_small"][0]), legacy, _use_new_zipfile_serialization=False)
     files["legacy layout"] = (legacy, "midas_v21_small", "")
-    hybrid = copy.deepcopy(_module("dpt_hybrid"))  # trained a step: the cached one stays as saved
+
+
+def _more_hybrid_files(folder: Path, module: torch.nn.Module, files: dict) -> None:
+    hybrid = copy.deepcopy(module)  # trained a step: the saved one stays as saved
     optimizer = torch.optim.Adam(hybrid.scratch.parameters())
     hybrid.scratch.output_conv[-2].weight.sum().backward()
     optimizer.step()
@@ -96,18 +111,34 @@ def corpus(tmp_path_factory):
     with_optimizer = folder / "dpt_hybrid-with-optimizer.pt"  # MiDaS's own training save: model beside optimizer
     torch.save({"model": hybrid.state_dict(), "optimizer": optimizer.state_dict()}, with_optimizer)
     files["MiDaS model+optimizer"] = (with_optimizer, "dpt_hybrid", "")
+    del hybrid, optimizer
     lightning = folder / "512-depth-ema.ckpt"
-    _lightning_checkpoint(lightning, copy.deepcopy(_module("dpt_hybrid")))
+    _lightning_checkpoint(lightning, copy.deepcopy(module))
     files["Lightning"] = (lightning, "dpt_hybrid", DEPTH_WEIGHTS_PREFIX)
     lightning_legacy = folder / "512-depth-ema-legacy.ckpt"
     torch.save(torch.load(lightning, weights_only=False), lightning_legacy, _use_new_zipfile_serialization=False)
     files["Lightning, legacy layout"] = (lightning_legacy, "dpt_hybrid", DEPTH_WEIGHTS_PREFIX)
+
+
+def _more_vits_files(folder: Path, module: torch.nn.Module, files: dict) -> None:
     vits = folder / "depth_anything_v2_vits.safetensors"
-    save_file(dict(_module("depth_anything_v2_vits").state_dict()), str(vits),
+    save_file(dict(module.state_dict()), str(vits),
               metadata={"format": "pt", "modelspec.title": "Depth Anything V2 Small"})
     files["safetensors with metadata"] = (vits, "depth_anything_v2_vits", "")
-    yield files
-    shutil.rmtree(folder)
+
+
+_MORE_FILES = {"midas_v21_small": _more_small_files, "dpt_hybrid": _more_hybrid_files,
+               "depth_anything_v2_vits": _more_vits_files}  # the other files made from a network while it is built
+
+
+@pytest.fixture(scope="module")
+def corpus(corpus_and_maps):
+    return corpus_and_maps[0]
+
+
+@pytest.fixture(scope="module")
+def expected_maps(corpus_and_maps):
+    return corpus_and_maps[1]
 
 
 LABELS = [*ESTIMATORS, "legacy layout", "MiDaS model+optimizer", "Lightning", "Lightning, legacy layout",
@@ -154,19 +185,18 @@ def _picture(path: Path) -> Path:
     return path
 
 
-@functools.cache  # two files hold each of MiDaS v2.1 small and DPT-Hybrid
-def _expected_map(name: str) -> np.ndarray:
+def _expected_map(module: torch.nn.Module, name: str) -> np.ndarray:
     """The saved module's depth of the picture by the input rule written out, stretched to [0, 1] as the CLI does."""
     pixels = torch.from_numpy(_picture_pixels().astype(np.float32) / 255).permute(2, 0, 1)[None]
     spec = ESTIMATORS[name].input_spec  # a square picture enters at the rule's own size, whatever the rule
-    depth = depth_by_the_rule(_module(name), pixels, (spec.size, spec.size), spec.mean, spec.std, output_size=(72, 72),
+    depth = depth_by_the_rule(module, pixels, (spec.size, spec.size), spec.mean, spec.std, output_size=(72, 72),
                               output_mode=spec.output_mode, output_align_corners=spec.output_align_corners)
     depth = depth[0, 0].double().numpy()
     return (depth - depth.min()) / (depth.max() - depth.min())
 
 
 @pytest.mark.parametrize("label", [*ESTIMATORS, "legacy layout", "Lightning, legacy layout"])
-def test_the_cli_recognises_and_uses_each_file(corpus, label, tmp_path):
+def test_the_cli_recognises_and_uses_each_file(corpus, expected_maps, label, tmp_path):
     """The map the CLI writes from the file equals the depth of the module that was saved."""
     path, name, _ = corpus[label]
     picture = _picture(tmp_path / "scene.png")
@@ -177,6 +207,6 @@ def test_the_cli_recognises_and_uses_each_file(corpus, label, tmp_path):
     assert name in result.stderr  # it says which estimator it recognised
     with Image.open(tmp_path / "scene-depth.png") as written:
         got = np.asarray(written, dtype=np.float64) / 65535
-    expected = _expected_map(name)
+    expected = expected_maps[name]
     assert got.shape == expected.shape
     assert np.abs(got - expected).max() < 2e-3
