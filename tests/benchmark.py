@@ -145,20 +145,25 @@ def main() -> None:
     torch.manual_seed(0)
     picture = torch.rand(1, 3, 512, 768)
     depth = torch.rand(4, 1, 384, 576)
-    report = {
-        "machine": {"python": platform.python_version(), "torch": torch.__version__,
-                    "cpu_threads": torch.get_num_threads(), "cuda": torch.cuda.is_available()},
-        "forward": forward_rows(args.repeats),
-        "transform_512x768_seconds": round(median_seconds(lambda: prepare_estimator_input(picture, DPT_INPUT),
-                                                          args.repeats * 4), 5),
-        "conditioning_batch4_384x576_to_64x96_seconds": round(
+    report = {"machine": {"python": platform.python_version(), "torch": torch.__version__,
+                          "cpu_threads": torch.get_num_threads(), "cuda": torch.cuda.is_available()}}
+    sections = {
+        "forward": lambda: forward_rows(args.repeats),
+        "transform_512x768_seconds": lambda: round(
+            median_seconds(lambda: prepare_estimator_input(picture, DPT_INPUT), args.repeats * 4), 5),
+        "conditioning_batch4_384x576_to_64x96_seconds": lambda: round(
             median_seconds(lambda: build_depth_conditioning(depth, (64, 96)), args.repeats * 4), 5),
-        "inspect": inspect_seconds(5),
-        "cache_and_batching_dpt_hybrid_512x512": cache_and_batch_rows(max(1, args.repeats // 2)),
-        "estimators_512x768": estimator_rows(max(1, args.repeats // 2)),
-        # ru_maxrss is KiB on Linux: this process's running total, several estimators built one after another
-        "process_peak_resident_memory_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "inspect": lambda: inspect_seconds(5),
+        "cache_and_batching_dpt_hybrid_512x512": lambda: cache_and_batch_rows(max(1, args.repeats // 2)),
+        "estimators_512x768": lambda: estimator_rows(max(1, args.repeats // 2)),
     }
+    for name, measure in sections.items():  # minutes in all on a CPU: say what is being measured meanwhile
+        print(f"measuring {name}...", file=sys.stderr, flush=True)
+        start = time.perf_counter()
+        report[name] = measure()
+        print(f"  {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
+    # ru_maxrss is KiB on Linux: this process's running total, several estimators built one after another
+    report["process_peak_resident_memory_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     print(json.dumps(report, indent=2))
 
 
