@@ -2,7 +2,8 @@
 // Reads the quicksettings checkpoint, asks the extension's route whether it is a depth model,
 // and shows a notice above txt2img's Generate and a line in the img2img accordion. Anything
 // missing (markup, route) means no notice, never a broken page. Binds no events: it re-reads
-// the state on the WebUI's own update callbacks, so nothing can be bound twice.
+// the state on the WebUI's own update callbacks, so nothing can be bound twice; it writes only
+// text that changed, since each write is itself an update.
 (function() {
     var ROUTE = "depth2img/checkpoint?title=";
     var NOTICE_ID = "depth2img_txt2img_notice";
@@ -34,17 +35,39 @@
             generateBox.parentElement.insertBefore(notice, generateBox);
         }
         if (notice) {
-            notice.textContent = answer.title + " is a depth-to-image model: txt2img needs a depth map or " +
+            setText(notice, answer.title + " is a depth-to-image model: txt2img needs a depth map or " +
                 "picture in the Depth-to-image accordion. Or use the img2img or inpaint tab, where depth comes " +
-                "from your picture.";
+                "from your picture.");
         }
+    }
+
+    function setText(element, text) {
+        if (element.textContent !== text) {
+            element.textContent = text;
+        }
+    }
+
+    function givenDepth(app, tab) {
+        // what the accordion holds: "map" (source upload, a file given), "picture" (a picture for depth), or null
+        var prefix = "#script_" + tab + "_depthtoimage_";
+        var source = app.querySelector(prefix + "depth_source input");
+        if (source && source.value === "upload") {
+            return app.querySelector(prefix + "depth_map .file-preview") ? "map" : null;
+        }
+        return app.querySelector(prefix + "depth_picture img") ? "picture" : null;
     }
 
     var STATUS = {
         img2img: function(estimator) {
             return "Depth is active: " + estimator + " depth from the checkpoint.";
         },
-        txt2img: function(estimator) {
+        txt2img: function(estimator, given) {
+            if (given === "map") {
+                return "Depth is active: the uploaded depth map is kept (white = near).";
+            }
+            if (given === "picture") {
+                return "Depth is active: the picture for depth gives its " + estimator + " depth, not its colours.";
+            }
             return "Depth is active: give a depth map (source 'upload') or a picture for depth, whose " +
                 estimator + " depth is kept and whose colours are not.";
         },
@@ -59,12 +82,12 @@
                 return;
             }
             if (!answer) {
-                status.textContent = "";
+                setText(status, "");
             } else if (answer.is_depth) {
-                status.textContent = STATUS[tab](answer.estimator || "MiDaS");
+                setText(status, STATUS[tab](answer.estimator || "MiDaS", givenDepth(app, tab)));
             } else {
-                status.textContent = "Depth needs a depth checkpoint such as 512-depth-ema; the selected one is " +
-                    "not. For SD 1.5 models, use ControlNet's depth model.";
+                setText(status, "Depth needs a depth checkpoint such as 512-depth-ema; the selected one is " +
+                    "not. For SD 1.5 models, use ControlNet's depth model.");
             }
         });
     }
@@ -78,6 +101,7 @@
     function refresh() {
         var title = selectedTitle();
         if (!title || title === asked) {
+            renderStatus(gradioApp()); // a map or picture given or taken away changes the line
             return;
         }
         asked = title;

@@ -159,3 +159,21 @@ def test_forges_checkpoint_dropdown_is_followed_too(page):
     page.locator("#depth2img_txt2img_notice").wait_for(state="visible")
     assert _status(page, "img2img") == "Depth is active: dpt_hybrid depth from the checkpoint."
     assert page.errors == []
+
+
+def test_txt2img_status_says_what_the_accordion_holds(page):
+    _pick(page, DEPTH)
+    asks_for_depth = "give a depth map (source 'upload') or a picture for depth"
+    page.wait_for_function("() => document.querySelector('#depth2img_txt2img_status div').textContent !== ''")
+    assert asks_for_depth in _status(page, "txt2img")
+    page.evaluate("() => { chooseSource('upload'); giveFile('depth_map', true); }")
+    page.wait_for_function("() => document.querySelector('#depth2img_txt2img_status div').textContent"
+                           ".includes('uploaded depth map is kept')")
+    page.evaluate("() => giveFile('depth_map', false)")
+    page.wait_for_function(f"() => document.querySelector('#depth2img_txt2img_status div').textContent"
+                           f".includes({asks_for_depth!r})")
+    page.evaluate("() => { chooseSource('checkpoint'); giveFile('depth_picture', true); }")
+    page.wait_for_function("() => document.querySelector('#depth2img_txt2img_status div').textContent"
+                           ".includes('the picture for depth gives its dpt_hybrid depth')")
+    assert _status(page, "img2img") == "Depth is active: dpt_hybrid depth from the checkpoint."
+    assert page.errors == []

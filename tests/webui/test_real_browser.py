@@ -190,6 +190,9 @@ def test_txt2img_from_an_uploaded_depth_map_with_the_map_in_the_gallery(page, tm
     cv2.imwrite(str(tmp_path / "ramp.png"), ramp)
     page.locator(f"{accordion}_depth_map input[type=file]").set_input_files(str(tmp_path / "ramp.png"))
     page.locator(f"{accordion}_add_depth_to_results input").check()
+    # the status line follows what the accordion holds (it asked for a map while one was uploaded)
+    page.wait_for_function("() => [...document.querySelectorAll('#depth2img_txt2img_status')]"
+                           ".some(e => e.textContent.includes('the uploaded depth map is kept'))", timeout=30_000)
     # Only the steps: changing txt2img's height in the page makes WebUI v1.10.1's own javascript throw
     # "Cannot read properties of undefined (reading 'props')", with or without this extension.
     page.locator("#txt2img_steps input[type=number]").fill("2")
