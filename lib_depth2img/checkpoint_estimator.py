@@ -17,13 +17,13 @@ from torch import nn
 
 from lib_depth2img.checkpoint import DEPTH_WEIGHTS_PREFIX, estimator_from_weights
 from lib_depth2img.estimators import create_estimator
-from lib_depth2img.weights import load_estimator_weights
+from lib_depth2img.weights import load_estimator_weights, open_weights
 from lib_depth2img.weights_file import WeightsFile
 
 
 def checkpoint_estimator_name(checkpoint: str | os.PathLike | WeightsFile) -> str | None:
     """The estimator whose weights the checkpoint carries under ``depth_model.model.``, or None."""
-    name = estimator_from_weights(_opened(checkpoint).index)
+    name = estimator_from_weights(open_weights(checkpoint).index)
     return None if name in (None, "unknown") else name
 
 
@@ -41,13 +41,10 @@ def holds_checkpoint_weights(network: nn.Module, checkpoint: str | os.PathLike |
     own = network.state_dict()
     keys = [k for k in own if own[k].is_floating_point()]
     probes = {DEPTH_WEIGHTS_PREFIX + key: key for key in (keys[0], keys[-1])} if keys else {}
-    stored = _opened(checkpoint).read(list(probes))
+    stored = open_weights(checkpoint).read(list(probes))
     if len(stored) != len(probes) or not probes:
         return False
     return all(stored[file_key].shape == own[key].shape
                and torch.equal(stored[file_key].to(own[key].dtype), own[key].detach().cpu())
                for file_key, key in probes.items())
 
-
-def _opened(checkpoint: str | os.PathLike | WeightsFile) -> WeightsFile:
-    return checkpoint if isinstance(checkpoint, WeightsFile) else WeightsFile(checkpoint)

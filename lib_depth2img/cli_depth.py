@@ -36,7 +36,7 @@ class DepthJob:
 
 def detect_weights(weights: Path | WeightsFile, chosen: str | None) -> str:
     """The estimator for ``weights``: checked against ``chosen`` when given, recognised from the keys if not."""
-    weights = weights if isinstance(weights, WeightsFile) else open_weights(weights)
+    weights = open_weights(weights)
     index = weights.index  # the same message for a bad file, whatever --estimator says
     found = detect_estimator(index, DEPTH_WEIGHTS_PREFIX) or detect_estimator(index)
     if found is None:

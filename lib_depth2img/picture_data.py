@@ -156,8 +156,9 @@ def _checked(file: BinaryIO, name: str, what: str, limit: int) -> Iterator[Image
                                  f"{FORMAT_NAMES} file. {_SEND_DATA}")
         raise Depth2ImgError(f"The {what} {name} is not a {FORMAT_NAMES} picture (by its first bytes); "
                              "no other format is read.")
-    if kind == "WEBP" and _webp_size(head) is not None:
-        check_pixel_count(_webp_size(head), f"{what} {name}", limit)
+    webp_size = _webp_size(head) if kind == "WEBP" else None
+    if webp_size is not None:
+        check_pixel_count(webp_size, f"{what} {name}", limit)
     try:
         with _pillow_limit(limit), Image.open(file, formats=[kind]) as image:
             check_pixel_count(image.size, f"{what} {name}", limit)

@@ -34,18 +34,21 @@ def read_named_tensors(path: str | os.PathLike, names) -> dict[str, torch.Tensor
     return WeightsFile(path).read(names)
 
 
-def open_weights(path: str | os.PathLike) -> WeightsFile:
-    """The estimator weights file at ``path``, identified and indexed; missing, it says where weights belong."""
-    if not Path(path).exists():
-        raise Depth2ImgError(f"Weights file {path} does not exist. {where_weights_live()}")
-    return WeightsFile(path)
+def open_weights(source: str | os.PathLike | WeightsFile) -> WeightsFile:
+    """The weights file at ``source`` (one already open as it is), identified and indexed; missing, it says
+    where weights belong."""
+    if isinstance(source, WeightsFile):
+        return source
+    if not Path(source).exists():
+        raise Depth2ImgError(f"Weights file {source} does not exist. {where_weights_live()}")
+    return WeightsFile(source)
 
 
 def estimator_state_from_file(weights: str | os.PathLike | WeightsFile) -> dict[str, torch.Tensor]:
     """Bare estimator weights from a release file or from the depth slice of an SD2 depth checkpoint.
 
     Only the tensors needed are read: a 5 GB checkpoint costs its 0.5 GB depth slice."""
-    weights = weights if isinstance(weights, WeightsFile) else open_weights(weights)
+    weights = open_weights(weights)
     if any(k.startswith(DEPTH_WEIGHTS_PREFIX) for k in weights.index):
         state = weights.read_prefix(DEPTH_WEIGHTS_PREFIX)
         return {k[len(DEPTH_WEIGHTS_PREFIX):]: v for k, v in state.items()}
@@ -128,6 +131,6 @@ def materialise_computed_buffers(module: nn.Module) -> None:
 
 
 def load_estimator_from_file(estimator: nn.Module, weights: str | os.PathLike | WeightsFile) -> nn.Module:
-    weights = weights if isinstance(weights, WeightsFile) else open_weights(weights)
+    weights = open_weights(weights)
     load_estimator_weights(estimator, estimator_state_from_file(weights), source=f"The weights in {weights.path}")
     return estimator
