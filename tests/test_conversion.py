@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
-import collections
 import json
 import shutil
-from collections.abc import Mapping
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from diffusers_folder import LAYOUT, SCHEDULER, WEIGHTS_FILES, run_convert, write_depth_pipeline
+from diffusers_folder import (
+    LAYOUT,
+    SCHEDULER,
+    WEIGHTS_FILES,
+    read_all,
+    run_convert,
+    save_lightning_checkpoint,
+    write_depth_pipeline,
+)
 from omegaconf import OmegaConf
 from reference import load_reference
 from safetensors import safe_open
@@ -19,26 +24,6 @@ from safetensors import safe_open
 from lib_depth2img.checkpoint import inspect_checkpoint
 
 CHECKPOINT = load_reference("sd2-depth-512-depth-ema.json")["tensors"]
-class read_all(Mapping):  # noqa: N801 (used as the function it replaced)
-    """A safetensors file's tensors, each read when it is looked up: comparing gigabyte models one tensor at a
-    time keeps a test process far under the 3 GB rule (whole files at once took a worker to 9 GB)."""
-
-    def __init__(self, path: Path):
-        self._file = safe_open(str(path), "pt")
-        self._keys = list(self._file.keys())
-
-    def __getitem__(self, key: str) -> torch.Tensor:
-        if key not in self._keys:
-            raise KeyError(key)
-        return self._file.get_tensor(key)
-
-    def __iter__(self):
-        return iter(self._keys)
-
-    def __len__(self) -> int:
-        return len(self._keys)
-
-
 @pytest.fixture(scope="module")
 def converted(tmp_path_factory):
     root = tmp_path_factory.mktemp("conversion")
@@ -127,10 +112,7 @@ def test_yaml_is_the_depth_config_with_the_schedulers_values(converted):
 def test_a_pickled_ckpt_without_yaml_converts_like_the_safetensors_file(converted, tmp_path):
     folder, checkpoint, _, _ = converted
     legacy = tmp_path / "512-depth-ema.ckpt"  # Lightning's layout; no yaml beside it: SD2's config is assumed
-    state_dict = collections.OrderedDict(read_all(checkpoint))  # as state_dict() returns it, _metadata and all
-    state_dict._metadata = collections.OrderedDict({"": {"version": 1}})
-    torch.save({"state_dict": state_dict, "global_step": 0, "callbacks": {"ModelCheckpoint": {}}}, legacy)
-    del state_dict  # 2.6 GB: freed before the conversions and comparisons below
+    save_lightning_checkpoint(checkpoint, legacy)  # torch.save, without holding the 2.8 GB state in memory
     try:
         # A folder an earlier conversion left, with a note of the person's and a config damaged by hand: one
         # full conversion (CI time) both refuses to touch it without --overwrite and repairs it with it.
