@@ -6,6 +6,10 @@ weights files."""
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import ctypes.util
+import gc
 import os
 import resource
 import shutil
@@ -27,6 +31,15 @@ def _peak_mib() -> float:
             return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024
     except (OSError, StopIteration):
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _give_back_freed_memory() -> None:
+    """Between test files: what an earlier file freed goes back to the system. glibc keeps freed blocks under
+    its mmap threshold (up to 32 MiB: most tensors of a model) for reuse, so a worker that built a full-size
+    model once stayed gigabytes large for every later file it ran."""
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError, TypeError):  # not glibc (macOS, musl): nothing to trim
+        ctypes.CDLL(ctypes.util.find_library("c")).malloc_trim(0)
 
 
 def _reset_peak() -> None:
@@ -51,6 +64,7 @@ def pytest_runtest_protocol(item, nextitem):
     are torn down inside the last test's protocol, so they count for its file."""
     file = item.nodeid.split("::")[0]
     if file != _current["file"]:
+        _give_back_freed_memory()
         _reset_peak()
         _current.update(file=file, children=_children_mib())
     try:
