@@ -117,16 +117,12 @@ class Depth2ImgLoadDepthMap:
         depth = read_depth_map(Path(folder_paths.get_annotated_filepath(image)))
         return _as_outputs(depth)
 
+    # No VALIDATE_INPUTS, unlike Load Image: ComfyUI then checks the name against the list above, so a name sent
+    # to /prompt is never a path out of the input folder.
     @classmethod
     def IS_CHANGED(cls, image):
         with open(folder_paths.get_annotated_filepath(image), "rb") as file:
             return hashlib.sha256(file.read()).hexdigest()
-
-    @classmethod
-    def VALIDATE_INPUTS(cls, image):
-        if not folder_paths.exists_annotated_filepath(image):
-            return f"Invalid depth map file: {image}"
-        return True
 
 
 class Depth2ImgConditioning:

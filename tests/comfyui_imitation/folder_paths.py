@@ -45,11 +45,6 @@ def get_annotated_filepath(name: str, default_dir: str | None = None) -> str:
     return os.path.join(base_dir, name)
 
 
-def exists_annotated_filepath(name) -> bool:
-    name, base_dir = annotated_filepath(name)
-    return os.path.exists(os.path.join(base_dir or get_input_directory(), name))
-
-
 def add_model_folder_path(folder_name: str, full_folder_path: str, is_default: bool = False) -> None:
     folder_name = map_legacy(folder_name)
     if folder_name in folder_names_and_paths:
