@@ -41,6 +41,16 @@ def _quantized(levels: torch.Tensor, bits: int) -> Image.Image:
     return Image.fromarray(rounded.astype(np.uint16))
 
 
+def depth_levels(depth: torch.Tensor) -> torch.Tensor:
+    """Depth maps ``[..., H, W]`` -> float32 of the same shape, each map stretched over [0, 1] (white = near);
+    a flat map becomes 0."""
+    levels = torch.nan_to_num(depth.detach().float())
+    low = levels.amin(dim=(-2, -1), keepdim=True)
+    high = levels.amax(dim=(-2, -1), keepdim=True)
+    return torch.where(high > low, (levels - low) / (high - low).clamp_min(torch.finfo(torch.float32).tiny),
+                       torch.zeros_like(levels))
+
+
 def depth_to_image(depth: torch.Tensor) -> Image.Image:
     """One depth map (``[H,W]``, ``[1,H,W]`` or ``[1,1,H,W]``) -> 8-bit grayscale, stretched to 0..255."""
     return _quantized(_single_map(depth), 8)

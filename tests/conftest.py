@@ -16,7 +16,8 @@ from webui_helpers import IMITATION, ROOT, FakeSDModel, ForwardCounter  # noqa: 
 from lib_depth2img.estimators import create_estimator  # noqa: E402
 from lib_depth2img.weights import load_estimator_weights  # noqa: E402
 
-pytest_plugins = ["suite_health"]  # each file's peak memory in the summary; a crash contained
+pytest_plugins = ["suite_health", "comfyui_helpers"]  # each file's peak memory in the summary; a crash
+# contained. The ComfyUI imitation's fixtures.
 from suite_health import SHARED_FOLDER  # noqa: E402
 
 # pytest-xdist runs test files side by side (pyproject's addopts): each worker takes its share of the cores,

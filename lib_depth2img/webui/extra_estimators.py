@@ -12,30 +12,25 @@ import torch
 from modules import devices, paths_internal, shared
 from torch import nn
 
-from lib_depth2img.checkpoint_estimator import load_checkpoint_estimator
-from lib_depth2img.errors import Depth2ImgError
-from lib_depth2img.estimators import ESTIMATORS, EstimatorSpec, create_estimator
+from lib_depth2img import depth_source
+from lib_depth2img.estimators import ESTIMATORS
 from lib_depth2img.generation_args import EXTRA_ESTIMATORS
+from lib_depth2img.held_estimator import HeldEstimator
 from lib_depth2img.webui import option_keys
-from lib_depth2img.weights import load_estimator_from_file
 
-_loaded: dict[tuple, nn.Module] = {}  # (what, file, file state) -> the estimator; one entry at most
+HELD = HeldEstimator()
+_loaded = HELD.loaded  # (what, file, file state) -> the estimator; one entry at most
 
 
-def _folders(spec: EstimatorSpec) -> list[Path]:
+def folders(name: str) -> list[Path]:
+    """Where estimator ``name``'s release file may be: the WebUI's ``models/`` first, then ControlNet's downloads."""
     models = Path(paths_internal.models_path)
     controlnet = Path(paths_internal.extensions_dir) / "sd-webui-controlnet" / "annotator" / "downloads"
-    return [root / folder for root in (models, controlnet) for folder in spec.folders]
+    return [root / folder for root in (models, controlnet) for folder in ESTIMATORS[name].folders]
 
 
 def find_weights(name: str) -> Path | None:
-    spec = ESTIMATORS[name]
-    for folder in _folders(spec):
-        for filename in spec.release_files:
-            for candidate in (folder / filename, (folder / filename).with_suffix(".safetensors")):
-                if candidate.is_file():
-                    return candidate
-    return None
+    return depth_source.find_weights(name, folders(name))
 
 
 def available() -> list[str]:
@@ -53,39 +48,24 @@ def where_files_go() -> str:
 
 def check_available(name: str) -> Path:
     """The weights file of estimator ``name``, or the message saying which file goes where."""
-    path = find_weights(name)
-    if path is None:
-        spec = ESTIMATORS[name]
-        raise Depth2ImgError(f"Depth source '{name}' ({spec.title}) needs its weights file {spec.release_files[0]}: "
-                             f"put it in {Path(paths_internal.models_path) / spec.folders[0]}, or choose another "
-                             "depth source.")
-    return path
+    return depth_source.check_available(name, folders(name))
 
 
-def _held(what: str, path: Path, load) -> nn.Module:
-    stat = path.stat()
-    key = (what, str(path), stat.st_size, stat.st_mtime_ns)
-    if key not in _loaded:
-        _loaded.clear()  # the one held before goes first: two would double the memory
-        _loaded[key] = load()
-    dtype = devices.dtype if devices.device.type == "cuda" else torch.float32
-    return _loaded[key].to(device=devices.device, dtype=dtype)
+def _dtype() -> torch.dtype:
+    return devices.dtype if devices.device.type == "cuda" else torch.float32
 
 
 def load(name: str) -> nn.Module:
-    path = check_available(name)
-    return _held(name, path, lambda: load_estimator_from_file(create_estimator(name, device="meta"), path))
+    return HELD.from_release_file(name, check_available(name), devices.device, _dtype())
 
 
 def load_from_checkpoint(checkpoint: str, name: str) -> nn.Module:
     """Estimator ``name`` with the depth weights of ``checkpoint``, on the compute device."""
-    path = Path(checkpoint)
-    return _held("checkpoint", path, lambda: load_checkpoint_estimator(path, name))
+    return HELD.from_checkpoint(checkpoint, name, devices.device, _dtype())
 
 
 def release() -> None:
     """Off the GPU after use under --medvram/--lowvram, or when the setting says so."""
     low_memory = shared.cmd_opts.medvram or shared.cmd_opts.lowvram
     if low_memory or shared.opts.data.get(option_keys.MOVE_TO_CPU, False):
-        for estimator in _loaded.values():
-            estimator.to(devices.cpu)
+        HELD.move_to(devices.cpu)

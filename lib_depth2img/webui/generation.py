@@ -9,7 +9,6 @@ into ``p.image_conditioning`` right before every sampling. Nothing else of the h
 
 from __future__ import annotations
 
-import os
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -17,10 +16,10 @@ import torch
 from modules import devices, shared
 
 from lib_depth2img.checkpoint import estimator_from_weights
-from lib_depth2img.checkpoint_estimator import checkpoint_estimator_name, holds_checkpoint_weights
 from lib_depth2img.depth_cache import DepthCache
+from lib_depth2img.depth_source import CheckpointDepth, choose_estimator
 from lib_depth2img.errors import Depth2ImgError
-from lib_depth2img.estimators import CHECKPOINT_ESTIMATOR, input_spec_for
+from lib_depth2img.estimators import input_spec_for
 from lib_depth2img.generation_args import EXTRA_ESTIMATORS, DepthArgs
 from lib_depth2img.pipeline import DepthConditioning, condition_depth_map, condition_pictures
 from lib_depth2img.tensor_index import TensorInfo
@@ -29,7 +28,6 @@ from lib_depth2img.webui import extra_estimators, model_loading, option_keys, tx
 from lib_depth2img.webui.hosts import Host
 from lib_depth2img.webui.pictures import depth_pictures
 from lib_depth2img.webui.user_maps import condition_user_maps
-from lib_depth2img.weights_file import WeightsFile
 
 XYZ_OVERRIDES_ATTRIBUTE = "depth2img_xyz_overrides"
 DEPTH_KIND_INFOTEXT = "Depth2img depth"
@@ -47,7 +45,7 @@ class _Generation:
 
 _generations: dict[int, _Generation] = {}  # by id(p); the WebUI runs one generation at a time
 DEPTH_CACHE = DepthCache()  # emptied whenever a checkpoint loads: the estimator's weights change with it
-_FROM_FILE: dict[tuple, str | None] = {}  # (network, checkpoint state) -> estimator to load from the file, or None
+CHECKPOINT_DEPTH = CheckpointDepth()  # whether the host's network holds the checkpoint's depth weights
 
 
 HOST: Host | None = None  # set once at start-up by use_host
@@ -165,36 +163,19 @@ def process(p) -> None:
     setattr(p, HOST.conditioning_method, depth_conditioning)
 
 
-def _estimator_from_file(sd_model) -> str | None:
-    """The estimator to load from the checkpoint file, or None where the host's network is the one to use:
-    it holds the checkpoint's depth weights, or the checkpoint carries none (then it came from models/midas)."""
-    network = HOST.depth_network(sd_model)
-    checkpoint = sd_model.sd_checkpoint_info.filename
-    stat = os.stat(checkpoint)
-    key = (id(network), checkpoint, stat.st_size, stat.st_mtime_ns)
-    if key not in _FROM_FILE:
-        opened = WeightsFile(checkpoint)  # identified and indexed once for both questions
-        name = checkpoint_estimator_name(opened)
-        filled = name is None or (network is not None and holds_checkpoint_weights(network, opened))
-        _FROM_FILE[key] = None if filled else name
-    return _FROM_FILE[key]
-
-
 @contextmanager
 def depth_network(sd_model, source: str):
     """The estimator for ``source`` with its input spec, on the compute device while in use.
 
     Depth comes from the checkpoint's own weights: the host's network when it holds them (no second
     copy), else our estimator loaded from the checkpoint file. A checkpoint that carries none takes the
-    host's network as the host filled it (from models/midas), or on a host without one the release file."""
-    from_file = _estimator_from_file(sd_model) if source == "checkpoint" else None
-    if source == "checkpoint" and from_file is None and HOST.depth_network(sd_model) is None:
-        source = CHECKPOINT_ESTIMATOR  # the checkpoint carries no depth weights and the host has no network
-        try:
-            extra_estimators.check_available(source)
-        except Depth2ImgError as error:
-            raise Depth2ImgError(f"{_checkpoint_name(sd_model)} carries no MiDaS weights. {error}") from error
-    if source == "checkpoint" and from_file is None:
+    host's network as the host filled it (from models/midas), or on a host without one the release file
+    (``lib_depth2img.depth_source``)."""
+    checkpoint = sd_model.sd_checkpoint_info.filename if source == "checkpoint" else None
+    choice = choose_estimator(source, checkpoint=checkpoint, host_network=HOST.depth_network(sd_model),
+                              folders=extra_estimators.folders, checkpoint_depth=CHECKPOINT_DEPTH,
+                              checkpoint_label=_checkpoint_name(sd_model))
+    if choice.weights is None:
         network, name = estimator(sd_model)
         run_on_compute_device(sd_model)
         try:
@@ -202,10 +183,10 @@ def depth_network(sd_model, source: str):
         finally:
             offload(sd_model)
         return
-    if from_file is not None:
-        network = extra_estimators.load_from_checkpoint(sd_model.sd_checkpoint_info.filename, from_file)
+    if choice.from_checkpoint:
+        network = extra_estimators.load_from_checkpoint(checkpoint, choice.name)
     else:
-        network = extra_estimators.load(source)
+        network = extra_estimators.load(choice.name)
     try:
         yield network, network.input_spec
     finally:
@@ -281,4 +262,4 @@ def forget_depth(sd_model=None) -> None:
     """on_model_loaded: a new checkpoint brings new estimator weights, so cached depth is stale, and
     whether the host's network holds them must be told again."""
     DEPTH_CACHE.clear()
-    _FROM_FILE.clear()
+    CHECKPOINT_DEPTH.forget()
