@@ -27,13 +27,19 @@ if _WORKERS > 1:
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // _WORKERS))
 
 
-@pytest.fixture(scope="session")
-def hybrid_rule_state() -> dict[str, torch.Tensor]:
-    """DPT-Hybrid weights set by the parity fixture's rule, in the release file's layout."""
+def _hybrid_rule_state() -> dict[str, torch.Tensor]:
     return rule_weights(reference_layout("midas-dpt_hybrid.json"))
 
 
-@pytest.fixture(scope="session")
+# Full-size networks are module-scoped: a session-scoped one (0.5 GB each) stayed in its xdist worker for every
+# later test file, which then passed the 3 GB rule on top of its own needs.
+@pytest.fixture(scope="module")
+def hybrid_rule_state() -> dict[str, torch.Tensor]:
+    """DPT-Hybrid weights set by the parity fixture's rule, in the release file's layout."""
+    return _hybrid_rule_state()
+
+
+@pytest.fixture(scope="module")
 def hybrid_estimator(hybrid_rule_state) -> torch.nn.Module:
     estimator = create_estimator("dpt_hybrid")
     load_estimator_weights(estimator, hybrid_rule_state)
@@ -85,16 +91,17 @@ def _shared_file(tmp_path_factory, name: str, write) -> Path:
 
 
 @pytest.fixture(scope="session")
-def midas_pt(tmp_path_factory, hybrid_rule_state):
+def midas_pt(tmp_path_factory):
     """A MiDaS release-style file: the bare DPT-Hybrid state dict, saved by torch (0.5 GB, gone after the run)."""
-    return _shared_file(tmp_path_factory, "dpt_hybrid-midas-501f0c75.pt", lambda p: torch.save(hybrid_rule_state, p))
+    return _shared_file(tmp_path_factory, "dpt_hybrid-midas-501f0c75.pt",
+                        lambda p: torch.save(_hybrid_rule_state(), p))
 
 
 @pytest.fixture(scope="session")
-def depth_checkpoint_file(tmp_path_factory, hybrid_rule_state):
+def depth_checkpoint_file(tmp_path_factory):
     """A full-size depth checkpoint (0.5 GB, gone after the run), for the end-to-end tests of the hosts."""
     return _shared_file(tmp_path_factory, "512-depth-ema.safetensors",
-                        lambda p: _save_depth_checkpoint(p, hybrid_rule_state))
+                        lambda p: _save_depth_checkpoint(p, _hybrid_rule_state()))
 
 
 @pytest.fixture(scope="session")

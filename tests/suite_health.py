@@ -33,7 +33,7 @@ def _peak_mib() -> float:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _give_back_freed_memory() -> None:
+def give_back_freed_memory() -> None:
     """Between test files: what an earlier file freed goes back to the system. glibc keeps freed blocks under
     its mmap threshold (up to 32 MiB: most tensors of a model) for reuse, so a worker that built a full-size
     model once stayed gigabytes large for every later file it ran."""
@@ -64,7 +64,7 @@ def pytest_runtest_protocol(item, nextitem):
     are torn down inside the last test's protocol, so they count for its file."""
     file = item.nodeid.split("::")[0]
     if file != _current["file"]:
-        _give_back_freed_memory()
+        give_back_freed_memory()
         _reset_peak()
         _current.update(file=file, children=_children_mib())
     try:

@@ -15,7 +15,7 @@ from diffusers_folder import (
     read_all,
     run_convert,
     save_lightning_checkpoint,
-    write_depth_pipeline,
+    write_depth_pipeline_apart,
 )
 from omegaconf import OmegaConf
 from reference import load_reference
@@ -27,7 +27,7 @@ CHECKPOINT = load_reference("sd2-depth-512-depth-ema.json")["tensors"]
 @pytest.fixture(scope="module")
 def converted(tmp_path_factory):
     root = tmp_path_factory.mktemp("conversion")
-    folder = write_depth_pipeline(root / "diffusers")
+    folder = write_depth_pipeline_apart(root / "diffusers")
     checkpoint = root / "ckpt" / "depth-finetune.safetensors"
     to_checkpoint = run_convert(folder, checkpoint)
     assert to_checkpoint[1], to_checkpoint[0].stderr

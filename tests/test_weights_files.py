@@ -3,7 +3,6 @@ Lightning ``Trainer.save_checkpoint``, MiDaS's own wrapper, zip and legacy layou
 safetensors with metadata. Each is indexed, recognised and read; torch's own loader is the reference."""
 
 import copy
-import gc
 import shutil
 import subprocess
 import sys
@@ -15,6 +14,7 @@ import torch
 from PIL import Image
 from reference import depth_by_the_rule, rule_weights, synthetic_image
 from safetensors.torch import save_file
+from suite_health import give_back_freed_memory
 
 from lib_depth2img.checkpoint import DEPTH_WEIGHTS_PREFIX, UNET_INPUT_KEY, inspect_checkpoint
 from lib_depth2img.estimators import ESTIMATORS, create_estimator, detect_estimator
@@ -91,7 +91,7 @@ def corpus_and_maps(tmp_path_factory):
         if name in _MORE_FILES:
             _MORE_FILES[name](folder, module, files)
         del module
-        gc.collect()
+        give_back_freed_memory()  # else glibc keeps a freed ViT-L's blocks for the worker's whole life
     yield files, maps
     shutil.rmtree(folder)
 
