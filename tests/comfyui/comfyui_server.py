@@ -90,6 +90,12 @@ class ComfyUI:
         """Unload the models and clear the output cache, so the next identical prompt really runs again."""
         assert self.post("/free", {"unload_models": True, "free_memory": True}).status_code == 200
 
+    def probe(self, name: str) -> dict:
+        """What a Depth2ImgTestProbe node named ``name`` recorded (see probe_nodes/)."""
+        import torch
+
+        return torch.load(self.probe_dir / f"{name}.pt", weights_only=True)
+
     def log_tail(self, characters: int = 4000) -> str:
         return self.log.read_text(errors="replace")[-characters:]
 

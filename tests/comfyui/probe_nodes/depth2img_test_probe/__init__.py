@@ -1,8 +1,8 @@
 """Test-only ComfyUI node: records what the UNet's first convolution receives (tests/comfyui only).
 
-``Depth2ImgTestProbe`` takes a MODEL and gives a clone whose UNet calls are wrapped: during the first call a
-forward hook on ``diffusion_model.input_blocks[0][0]`` (the first conv) copies its input, and the wrapper
-copies the ``c_concat`` that ComfyUI hands to the model. Both go to ``output/depth2img_probe/<name>.pt``.
+``Depth2ImgTestProbe`` takes a MODEL and gives a clone whose UNet calls are wrapped: in the first call a
+forward pre-hook on ``diffusion_model.input_blocks[0][0]`` (the first conv) saves that conv's input, its weight's
+shape and the ``c_concat`` ComfyUI handed to the model to ``output/depth2img_probe/<name>.pt``.
 """
 
 import os
@@ -25,26 +25,25 @@ class Depth2ImgTestProbe:
         os.makedirs(os.path.dirname(path), exist_ok=True)
         if os.path.exists(path):
             os.remove(path)
-        seen = {}
-
-        def record(module, inputs):
-            seen["conv_input"] = inputs[0].detach().float().cpu().clone()
 
         def wrapper(apply_model, args):
             if os.path.exists(path):
                 return apply_model(args["input"], args["timestep"], **args["c"])
             first_conv = apply_model.__self__.diffusion_model.input_blocks[0][0]
+            concat = args["c"].get("c_concat")
+
+            def record(module, inputs):  # saved before the conv runs, so a failing conv is recorded too
+                torch.save({"conv_input": inputs[0].detach().float().cpu().clone(),
+                            "first_conv_weight_shape": tuple(module.weight.shape),
+                            "c_concat": None if concat is None else concat.detach().float().cpu().clone(),
+                            "latent_shape": tuple(args["input"].shape),
+                            "cond_or_uncond": list(args["cond_or_uncond"])}, path)
+
             handle = first_conv.register_forward_pre_hook(record)
             try:
-                output = apply_model(args["input"], args["timestep"], **args["c"])
+                return apply_model(args["input"], args["timestep"], **args["c"])
             finally:
                 handle.remove()
-            concat = args["c"].get("c_concat")
-            torch.save({"conv_input": seen["conv_input"], "first_conv_weight_shape": tuple(first_conv.weight.shape),
-                        "c_concat": None if concat is None else concat.detach().float().cpu().clone(),
-                        "latent_shape": tuple(args["input"].shape), "cond_or_uncond": list(args["cond_or_uncond"])},
-                       path)
-            return output
 
         patched = model.clone()
         patched.set_model_unet_function_wrapper(wrapper)
