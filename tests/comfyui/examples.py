@@ -42,11 +42,16 @@ def picture_tensor(folder: Path) -> torch.Tensor:
     return torch.from_numpy(pixels).permute(2, 0, 1)[None].contiguous()
 
 
-def expected_from_picture(estimator, folder: Path, latent_size: tuple[int, int], **adjustments) -> torch.Tensor:
-    from lib_depth2img.adjustments import DepthAdjustments
-
-    return condition_pictures(estimator, picture_tensor(folder), latent_size,
-                              adjustments=DepthAdjustments(**adjustments)).conditioning
+def expected_from_picture(estimator, folder: Path, latent_size: tuple[int, int], *,
+                          as_mask: bool = True) -> torch.Tensor:
+    """The core's conditioning of the example picture. ``as_mask``: through a ComfyUI MASK, which holds each map
+    stretched over [0, 1] (the contract); the training rule's ``+ 0.001`` then acts on a range of 1 instead of the
+    estimator's own range, a small, stated difference from the WebUI (see the fifth-channel test)."""
+    depth = condition_pictures(estimator, picture_tensor(folder), latent_size).depth
+    if as_mask:
+        low, high = depth.amin(dim=(1, 2, 3), keepdim=True), depth.amax(dim=(1, 2, 3), keepdim=True)
+        depth = (depth - low) / (high - low)
+    return build_depth_conditioning(depth, latent_size)
 
 
 def expected_from_map(latent_size: tuple[int, int]) -> torch.Tensor:

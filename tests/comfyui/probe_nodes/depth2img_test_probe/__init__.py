@@ -34,6 +34,7 @@ class Depth2ImgTestProbe:
 
             def record(module, inputs):  # saved before the conv runs, so a failing conv is recorded too
                 torch.save({"conv_input": inputs[0].detach().float().cpu().clone(),
+                            "conv_input_dtype": str(inputs[0].dtype).replace("torch.", ""),
                             "first_conv_weight_shape": tuple(module.weight.shape),
                             "c_concat": None if concat is None else concat.detach().float().cpu().clone(),
                             "latent_shape": tuple(args["input"].shape),
