@@ -150,6 +150,9 @@ def running_comfyui(comfyui_dir: str, base_dir: Path, checkpoint: Path, pack: Pa
     """ComfyUI on CPU on a free loopback port, with ``pack`` (a checkout of this repository; None: without
     our nodes) in its custom_nodes, until the context ends."""
     prepare_base_dir(base_dir, checkpoint, pack)
+    if pack is not None:  # as ComfyUI-Manager does on install: the pack's install.py with ComfyUI's python
+        subprocess.run([comfyui_python(comfyui_dir), str(pack / "install.py")], cwd=pack, env=ENV, check=True,
+                       timeout=900)
     port = _free_port()
     log = base_dir / "comfyui.log"
     command = [comfyui_python(comfyui_dir), "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port),

@@ -43,15 +43,16 @@ def our_estimator(checkpoint):
     return load_estimator_from_file(create_estimator("dpt_hybrid"), checkpoint)
 
 
-def _run(comfyui, name: str, run: str, edit=None):
+def _run(comfyui, name: str, run: str, edit=None, with_outputs: bool = False):
     prompt = quick(load_workflow(comfyui_pack(comfyui), name), SIZE)
     if edit is not None:
         edit(prompt)
     prompt, probes = with_probes(prompt, run)
     outputs = comfyui.run(prompt)
     pictures = [picture for node in output_nodes(prompt) if node in outputs
-                for picture in comfyui.images(outputs, node)]
-    return prompt, pictures, {sampler: comfyui.probe(name) for sampler, name in probes.items()}
+                for picture in comfyui.images(outputs, node)]  # SaveImage's first, then the previews
+    probed = {sampler: comfyui.probe(name) for sampler, name in probes.items()}
+    return (prompt, pictures, probed, outputs) if with_outputs else (prompt, pictures, probed)
 
 
 def comfyui_pack(comfyui):
@@ -102,7 +103,7 @@ def test_the_depth_comes_from_the_checkpoint_file_with_nothing_under_models(serv
     files = sorted(str(p.relative_to(served.base_dir / "models")) for p in (served.base_dir / "models").rglob("*")
                    if p.is_file())
     assert files == ["checkpoints/512-depth-ema.safetensors"]
-    assert "Traceback" not in served.log.read_text(errors="replace")
+    assert "midas" not in served.log.read_text(errors="replace").lower()  # nothing looked for or fetched
 
 
 def _set_invert(prompt: dict, value: bool) -> None:
@@ -134,14 +135,15 @@ def test_a_16_bit_map_conditions_at_full_precision(served):
     eight_bit_levels = np.unique(np.round(depth_map_values() / 257.0))
     print(f"\n16-bit map ({MAP_LOW}..{MAP_HIGH} of 65535, {eight_bit_levels.size} levels in 8 bits): channel 5 "
           f"spans {float(seen.min()):.3f}..{float(seen.max()):.3f}, max difference from the core "
-          f"{_max_difference(seen, expected):.2e}")
+          f"{_max_difference(seen, expected):.2e} (through a [0, 1] MASK); from the rule on value / 65535 (the "
+          f"WebUI's): {_max_difference(seen, expected_from_map(_latent_size(probe), as_mask=False)):.2e}")
     assert eight_bit_levels.size <= 2  # so a loader keeping 8 bits could not give the ramp
     assert _max_difference(seen, expected) < TOLERANCE
     assert float(seen.max() - seen.min()) > 1.9
 
 
 def test_the_upscale_pass_gets_the_same_depth_at_the_new_size(served, our_estimator):
-    prompt, pictures, probes = _run(served, "upscale_second_pass", "upscale")
+    prompt, _, probes, outputs = _run(served, "upscale_second_pass", "upscale", with_outputs=True)
     assert len(probes) == 2, "the workflow should have two KSamplers"
     first, second = sorted(probes.values(), key=lambda probe: _latent_size(probe))
     assert _latent_size(second) == tuple(2 * side for side in _latent_size(first))
@@ -153,4 +155,5 @@ def test_the_upscale_pass_gets_the_same_depth_at_the_new_size(served, our_estima
         difference = _max_difference(fifth_channel(probe), expected)
         print(f"\nupscale workflow, latent {size}: max difference from the core {difference:.2e}")
         assert difference < TOLERANCE
-    assert max(picture.size for picture in pictures) == (16 * _latent_size(first)[1],) * 2
+    saved = [picture.size for node in of_class(prompt, "SaveImage") for picture in served.images(outputs, node)]
+    assert (16 * _latent_size(first)[1],) * 2 in saved  # the second pass's picture, at twice the first's size
