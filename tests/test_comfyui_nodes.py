@@ -137,6 +137,23 @@ def test_a_16_bit_map_loads_at_full_precision(comfyui):
     assert torch.equal(depth_image[..., 2], depth)
 
 
+def test_a_map_of_narrow_range_conditions_as_in_the_webui(comfyui):
+    """The file's levels go to the rule as they are, as the WebUI's user maps do: stretched first, a map spanning
+    200 of 65535 levels gave -1..1 here and -1..0.5 there (the rule's + 0.001 weighs on a range of 0.003)."""
+    from PIL import Image
+
+    levels = 30000 + np.linspace(0, 200, 192).round().astype(np.uint16)[None].repeat(128, axis=0)
+    Image.fromarray(levels).save(comfyui.base / "input" / "narrow16.png")
+    _, depth = comfyui.node("Depth2ImgLoadDepthMap").load("narrow16.png")
+    assert torch.equal(depth[0], torch.from_numpy(levels.astype(np.float32) / 65535))
+    positive, _ = comfyui.node("Depth2ImgConditioning").condition(text(1), text(2), depth,
+                                                                  _latents(comfyui, "txt2img"))
+    expected = conditioning_by_the_rule(torch.from_numpy(levels.astype(np.float32) / 65535)[None, None], (16, 24))
+    got = positive[0][1]["noise_concat"]
+    assert torch.allclose(got, expected, atol=1e-5)
+    assert float(got.max()) < 0.6  # what the WebUI gives the same map: not stretched to 1
+
+
 def test_the_upscale_pass_gets_the_same_depth_at_the_new_size(comfyui, depth_checkpoint_in_comfyui):
     model, node = depth_model(), comfyui.node("Depth2ImgConditioning")
     _, depth = _estimate(comfyui, _image())

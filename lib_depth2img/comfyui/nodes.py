@@ -33,9 +33,9 @@ DEPTH_TOOLTIP = "Depth, white = near: one float map per picture, or one for all.
 DEPTH_IMAGE_TOOLTIP = "The depth as a grey picture to look at (white = near)."
 
 
-def _as_outputs(depth: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Depth ``[B,1,H,W]`` -> (IMAGE ``[B,H,W,3]``, MASK ``[B,H,W]``), each map stretched over [0, 1]."""
-    levels = depth_levels(depth).to(model_management.intermediate_device())
+def _as_outputs(levels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Depth ``[B,1,H,W]`` in [0, 1] -> (IMAGE ``[B,H,W,3]``, MASK ``[B,H,W]``)."""
+    levels = levels.to(model_management.intermediate_device())
     return levels.movedim(1, -1).expand(-1, -1, -1, 3).contiguous(), levels[:, 0]
 
 
@@ -90,7 +90,7 @@ class Depth2ImgEstimate:
         pictures = image[..., :3].movedim(-1, 1)
         with host.estimator(estimator, ckpt_name) as network:
             depth = depth_of_pictures(network, pictures, adjustments=adjustments, cache=host.DEPTH_CACHE)
-        return _as_outputs(depth)
+        return _as_outputs(depth_levels(depth))  # each map stretched over [0, 1]: a MASK's range
 
 
 def _input_files() -> list[str]:
@@ -114,8 +114,9 @@ class Depth2ImgLoadDepthMap:
             "(read by luminance).")})}}
 
     def load(self, image):
-        depth = read_depth_map(Path(folder_paths.get_annotated_filepath(image)))
-        return _as_outputs(depth)
+        # The file's own levels, not stretched: the WebUI conditions on these, and the rule's + 0.001 makes a map
+        # of narrow range a shallow conditioning there too (same map, same conditioning in both hosts).
+        return _as_outputs(read_depth_map(Path(folder_paths.get_annotated_filepath(image))))
 
     # No VALIDATE_INPUTS, unlike Load Image: ComfyUI then checks the name against the list above, so a name sent
     # to /prompt is never a path out of the input folder.

@@ -54,12 +54,9 @@ def expected_from_picture(estimator, folder: Path, latent_size: tuple[int, int],
     return build_depth_conditioning(depth, latent_size)
 
 
-def expected_from_map(latent_size: tuple[int, int], *, as_mask: bool = True) -> torch.Tensor:
-    """The core's conditioning of the 16-bit map read as value / 65535; ``as_mask`` as in expected_from_picture
-    (here the difference is large: the map spans 0.003, so the rule's + 0.001 weighs heavily without the stretch)."""
+def expected_from_map(latent_size: tuple[int, int]) -> torch.Tensor:
+    """The training rule on the 16-bit map read as value / 65535, as the WebUI conditions an uploaded map."""
     depth = torch.from_numpy(depth_map_values().astype(np.float64) / 65535.0).float()[None, None]
-    if as_mask:
-        depth = (depth - depth.min()) / (depth.max() - depth.min())
     return build_depth_conditioning(depth, latent_size)
 
 

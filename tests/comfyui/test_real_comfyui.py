@@ -134,12 +134,11 @@ def test_a_16_bit_map_conditions_at_full_precision(served):
     expected = expected_from_map(_latent_size(probe))
     eight_bit_levels = np.unique(np.round(depth_map_values() / 257.0))
     print(f"\n16-bit map ({MAP_LOW}..{MAP_HIGH} of 65535, {eight_bit_levels.size} levels in 8 bits): channel 5 "
-          f"spans {float(seen.min()):.3f}..{float(seen.max()):.3f}, max difference from the core "
-          f"{_max_difference(seen, expected):.2e} (through a [0, 1] MASK); from the rule on value / 65535 (the "
-          f"WebUI's): {_max_difference(seen, expected_from_map(_latent_size(probe), as_mask=False)):.2e}")
+          f"spans {float(seen.min()):.3f}..{float(seen.max()):.3f} with {len(torch.unique(seen))} values, max "
+          f"difference from the rule on value / 65535 (the WebUI's) {_max_difference(seen, expected):.2e}")
     assert eight_bit_levels.size <= 2  # so a loader keeping 8 bits could not give the ramp
     assert _max_difference(seen, expected) < TOLERANCE
-    assert float(seen.max() - seen.min()) > 1.9
+    assert len(torch.unique(seen[0])) > 16  # a ramp, not the two levels 8 bits keep
 
 
 def test_the_upscale_pass_gets_the_same_depth_at_the_new_size(served, our_estimator):
