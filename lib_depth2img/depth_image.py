@@ -26,9 +26,10 @@ def _single_map(depth: torch.Tensor) -> torch.Tensor:
     # The last two dimensions are the map's: squeeze() would also drop the sides of a 1x1 or 1xN picture's map.
     if levels.ndim < 2 or math.prod(levels.shape[:-2]) != 1 or levels.numel() == 0:
         raise Depth2ImgError(f"Expected one depth map, got a tensor of shape {tuple(depth.shape)}.")
-    levels = torch.nan_to_num(levels.reshape(levels.shape[-2:]))
+    levels = torch.nan_to_num(levels.reshape(levels.shape[-2:]))  # a copy: stretched in place below
     low, high = levels.min(), levels.max()
-    return (levels - low) / (high - low) if high > low else torch.zeros_like(levels)
+    # In place: a 13500x13500 panorama's map is 0.7 GB, and each out-of-place step held another one
+    return levels.sub_(low).div_(high - low) if high > low else levels.zero_()
 
 
 def _quantized(levels: torch.Tensor, bits: int) -> Image.Image:

@@ -54,13 +54,19 @@ def check_picture(path: os.PathLike) -> tuple[int, int]:
 def read_picture(path: os.PathLike) -> tuple[torch.Tensor, tuple[int, int]]:
     """RGB float32 ``[1,3,h,w]`` in [0, 1], reduced to at most ``ESTIMATION_PIXELS``, and the picture's
     full (height, width) as seen upright. The CLI's: a file of its own, up to ``MAX_OWN_PICTURE_PIXELS``."""
-    with checked_picture(path, "picture", MAX_OWN_PICTURE_PIXELS) as opened:
-        image = ImageOps.exif_transpose(opened)
+    with checked_picture(path, "picture", MAX_OWN_PICTURE_PIXELS) as image:
+        image.load()
+        if image.getexif().get(0x0112, 1) != 1:  # turned only when it must be: the copy costs a picture's size
+            image = ImageOps.exif_transpose(image)
         size = (image.height, image.width)
-        # 16-bit and float stay as 32-bit integer or float planes; every other mode becomes 8-bit RGB
+        # 16-bit and float stay as 32-bit integer or float planes; every other mode becomes 8-bit RGB, after the
+        # reduction where it can be (grey and RGBA reduce channel by channel, so the order changes nothing, and
+        # a 182 MP grey panorama is not made 546 MB of RGB first)
         image = image.convert("I") if image.mode.startswith("I;16") else image
-        image = image if image.mode in ("I", "F") else image.convert("RGB")
-        rgb = _rgb_array(reduced_for_estimation(image))
+        if image.mode not in ("I", "F", "L", "LA", "RGB", "RGBA"):
+            image = image.convert("RGB")
+        image = reduced_for_estimation(image)
+        rgb = _rgb_array(image if image.mode in ("I", "F") else image.convert("RGB"))
     return torch.from_numpy(rgb).permute(2, 0, 1)[None].contiguous(), size
 
 
