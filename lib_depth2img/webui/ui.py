@@ -205,12 +205,12 @@ def add_xyz_axes() -> None:
     axis_option = attribute_or(xyz, "AxisOption", None, "the X/Y/Z plot gets no depth axes") if xyz else None
     if axis_options is None or axis_option is None or any(getattr(a, "depth2img", False) for a in axis_options):
         return
-    # The axis classes live beside AxisOption: in xyz_grid.py itself, or in Forge Classic's lib_xyz.classes.
-    classes = sys.modules.get(axis_option.__module__, xyz)
+    # The tab-only axis classes: in xyz_grid.py itself, or beside AxisOption (Forge Classic's lib_xyz.classes).
+    home = sys.modules.get(axis_option.__module__) or xyz
     kinds = {("txt2img", "img2img"): axis_option}
     for tabs, name in ((("img2img",), "AxisOptionImg2Img"), (("txt2img",), "AxisOptionTxt2Img")):
-        kinds[tabs] = attribute_or(classes, name, None, f"the X/Y/Z plot gets no axis for the {tabs[0]}-only "
-                                   "depth settings")
+        kinds[tabs] = getattr(xyz, name, None) or attribute_or(
+            home, name, None, f"the X/Y/Z plot gets no axis for the {tabs[0]}-only depth settings")
     for spec in dataclasses.fields(DepthArgs):
         label, kind = f"[Depth2img] {spec.metadata['label']}", kinds[spec.metadata["tabs"]]
         if kind is None:
