@@ -162,3 +162,33 @@ def test_an_xyz_plot_without_the_tab_classes_loses_only_those_axes(host, capsys)
     assert "[Depth2img] Estimate depth from the original picture (inpaint)" not in labels
     out = capsys.readouterr().out
     assert "has no AxisOptionImg2Img: the X/Y/Z plot gets no axis for the img2img-only depth settings" in out
+
+
+@pytest.mark.parametrize("low_memory", [False, True])
+def test_another_estimator_leaves_the_gpu_by_the_hosts_own_low_memory_flag(host, loaded, tmp_path, low_memory):
+    """reForge keeps --medvram; Forge Classic has no such attribute (the issue's 500 'Namespace' object has no
+    attribute 'medvram'), its flag is --always-low-vram."""
+    from modules import devices, paths_internal
+    from tiny_estimators import tiny_rule_state
+
+    from lib_depth2img.webui import extra_estimators
+
+    folder = tmp_path / "models" / "depth_anything"
+    folder.mkdir(parents=True)
+    torch.save(tiny_rule_state("depth_anything_v2_vits"), folder / "depth_anything_v2_vits.pth")
+    paths_internal.models_path = str(tmp_path / "models")
+    flag = "medvram" if host.kind == "reforge" else "always_low_vram"
+    assert hasattr(host.shared.cmd_opts, "medvram") == (host.kind == "reforge")
+    network = extra_estimators.load("depth_anything_v2_vits")
+    moves = []
+    network.to = lambda *args, **kwargs: moves.append(str(kwargs.get("device", args[0] if args else None))) or network
+    devices.device = torch.device("cuda")  # .to records; nothing moves
+    setattr(host.shared.cmd_opts, flag, low_memory)
+    try:
+        p, _ = _img2img(host, [_picture()], script_args=[{"depth_source": "depth_anything_v2_vits"}])
+    finally:
+        devices.device, paths_internal.models_path = devices.cpu, "models"
+        setattr(host.shared.cmd_opts, flag, False)
+        del network.to
+    assert p.extra_generation_params["Depth2img source"] == "depth_anything_v2_vits" and len(p.sampled_with) == 1
+    assert moves == (["cuda", "cpu"] if low_memory else ["cuda"])
