@@ -192,3 +192,20 @@ def test_another_estimator_leaves_the_gpu_by_the_hosts_own_low_memory_flag(host,
         del network.to
     assert p.extra_generation_params["Depth2img source"] == "depth_anything_v2_vits" and len(p.sampled_with) == 1
     assert moves == (["cuda", "cpu"] if low_memory else ["cuda"])
+
+
+def test_a_depth_refiner_after_a_plain_base_stops_with_words(host, loaded, tmp_path):
+    """Forge's sampler hands c_concat to any model whose latent size it matches: a plain base would get 5
+    channels, so the refiner's depth cannot ride through its steps as in the original WebUI."""
+    from modules import sd_models
+    from webui_helpers import FakeSDModel
+
+    from lib_depth2img import Depth2ImgError
+
+    refiner = loaded.sd_checkpoint_info
+    host.shared.sd_model = FakeSDModel(None, filename=str(tmp_path / "v2-1_512-ema-pruned.safetensors"))
+    p = host.processing.StableDiffusionProcessingImg2Img([_picture()], 192, 128)
+    p.refiner_checkpoint_info = refiner
+    with pytest.raises(Depth2ImgError, match="this WebUI's sampler would hand its depth to the base model too"):
+        host.processing.process_images(p, [host.script_module.Depth2ImgScript()])
+    assert p.sampled_with == [] and isinstance(refiner, sd_models.CheckpointInfo)

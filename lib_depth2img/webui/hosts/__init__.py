@@ -31,6 +31,8 @@ class Host:
     is_depth_model: Callable[[object], bool]
     depth_network: Callable[[object], nn.Module | None]  # the loaded model's own MiDaS network, if any
     install: Callable[[], None]  # start-up work, once
+    # ldm's sampler gives a plain model no c_concat; Forge's hands it to any model whose latent size it matches
+    plain_models_ignore_concat: bool = False
     picture_inputs: tuple[str, ...] = PICTURE_INPUTS
 
 
@@ -40,7 +42,7 @@ def detect() -> Host | None:
     if importlib.util.find_spec("ldm") is not None:
         from lib_depth2img.webui.hosts.ldm_depth import ldm_host
 
-        return ldm_host(_ldm_host_name(forge_version))
+        return ldm_host(_ldm_host_name(forge_version), plain_models_ignore_concat=forge_version is None)
     if forge_version is not None:
         from lib_depth2img.webui.hosts.forge import FORGE
 

@@ -29,6 +29,8 @@ def _install() -> None:
     script_callbacks.on_model_loaded(model_loading.check_loaded_depth_weights)
 
 
-def ldm_host(name: str) -> Host:
+def ldm_host(name: str, plain_models_ignore_concat: bool) -> Host:
+    """``plain_models_ignore_concat``: the original WebUI's own sampler; reForge's and Classic's are Forge's."""
     return Host(name=name, conditioning_method="depth2img_image_conditioning", has_own_depth_path=True,
-                is_depth_model=_is_depth_model, depth_network=_depth_network, install=_install)
+                is_depth_model=_is_depth_model, depth_network=_depth_network, install=_install,
+                plain_models_ignore_concat=plain_models_ignore_concat)
