@@ -5,9 +5,8 @@ from modules import script_callbacks, scripts
 from lib_depth2img.webui import batch_names, generation, hosts, results, routes, ui
 
 HOST = hosts.detect()
-if HOST is None:
-    print("Depth-to-image: this WebUI is neither AUTOMATIC1111's (ldm) nor Forge; the extension steps aside.")
-else:
+print(hosts.found_line(HOST))
+if HOST is not None:
     generation.use_host(HOST)
     HOST.install()
 batch_names.install_batch_tracking()
@@ -35,7 +34,7 @@ class Depth2ImgScript(scripts.Script):
             ui.watch_components(self, self.page)
             if is_img2img:
                 self.picture_inputs = dict.fromkeys(HOST.picture_inputs)
-                HOST.watch_pictures(self, self.picture_inputs)
+                ui.watch_pictures(self, self.picture_inputs)
         return scripts.AlwaysVisible
 
     def ui(self, is_img2img):

@@ -53,7 +53,7 @@ del data
 _ENDPOINT_SETUP = """
 import importlib.util, pytest, tempfile, torch
 from pathlib import Path
-sys.path.insert(0, {imitation!r})
+sys.path[:0] = {imitations!r}
 from tiny_estimators import create_tiny_estimator, tiny_rule_state, use_tiny_estimators
 from webui_helpers import FakeSDModel
 from conftest import _save_depth_checkpoint
@@ -101,12 +101,14 @@ CASES = {  # name -> (reader, channels, dtype, file kind, random pixels)
     "endpoint: 16-bit RGBA PNG, 16-bit map at its size": ("endpoint", 4, "uint16", ".png", False),
 }
 
+IMITATIONS = ("webui_imitation", "ldm_imitation")  # the original WebUI, with ldm
+
 
 def measure(name: str, megapixels: float) -> dict:
     reader, channels, dtype, kind, noise = CASES[name]
     imports = {"open_picture": "from lib_depth2img.picture_files import open_picture",
                "read_depth_map": "from lib_depth2img.user_depth import read_depth_map",
-               "endpoint": _ENDPOINT_SETUP.format(imitation=str(TESTS / "webui_imitation"),
+               "endpoint": _ENDPOINT_SETUP.format(imitations=[str(TESTS / name) for name in IMITATIONS],
                                                   script=str(TESTS.parent / "scripts" / "depth2img.py"))}[reader]
     setup = _MAKE.format(tests=str(TESTS), root=str(TESTS.parent), megapixels=megapixels, channels=channels,
                          dtype=dtype, noise=noise, kind=kind, imports=imports)

@@ -11,7 +11,7 @@ sys.path.insert(0, str(Path(__file__).parent.parent))  # the project, without in
 
 from reference import reference_layout, rule_weights  # noqa: E402
 from tiny_estimators import create_tiny_estimator, tiny_rule_state, use_tiny_estimators  # noqa: E402
-from webui_helpers import IMITATION, ROOT, FakeSDModel, ForwardCounter  # noqa: E402
+from webui_helpers import ROOT, WEBUI_IMITATIONS, FakeSDModel, ForwardCounter  # noqa: E402
 
 from lib_depth2img.estimators import create_estimator  # noqa: E402
 from lib_depth2img.weights import load_estimator_weights  # noqa: E402
@@ -114,7 +114,7 @@ def tiny_depth_checkpoint_file(tmp_path_factory, tiny_hybrid_state) -> Path:
 @pytest.fixture(scope="module")
 def webui():
     """Imports the imitation as `modules`/`ldm` and loads scripts/depth2img.py as the WebUI would."""
-    sys.path.insert(0, str(IMITATION))
+    sys.path[:0] = [str(path) for path in WEBUI_IMITATIONS]
     try:
         from modules import processing, script_callbacks, shared
 
@@ -124,7 +124,8 @@ def webui():
         yield type("WebUI", (), {"processing": processing, "shared": shared, "callbacks": script_callbacks,
                                  "script_module": script_module})
     finally:
-        sys.path.remove(str(IMITATION))
+        for path in WEBUI_IMITATIONS:
+            sys.path.remove(str(path))
         for name in [n for n in sys.modules if n.split(".")[0] in ("modules", "ldm") or n == "depth2img_script"]:
             del sys.modules[name]
         for name in [n for n in sys.modules if n.startswith("lib_depth2img.webui")]:

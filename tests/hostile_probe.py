@@ -27,7 +27,7 @@ import torch  # noqa: E402
 from hostile_corpus import PATH_STRING, PICTURE, WEIGHTS, _real_zip_with, read_corpus  # noqa: E402
 from safetensors.torch import save_file  # noqa: E402
 from tiny_estimators import tiny_rule_state, use_tiny_estimators  # noqa: E402
-from webui_helpers import IMITATION, ROOT, FakeSDModel, _picture  # noqa: E402
+from webui_helpers import ROOT, WEBUI_IMITATIONS, FakeSDModel, _picture  # noqa: E402
 
 from lib_depth2img import cli  # noqa: E402
 from lib_depth2img.checkpoint import inspect_checkpoint  # noqa: E402
@@ -47,7 +47,7 @@ class _Host:
     """The WebUI imitation with a small depth model loaded, as tests/conftest.py's ``webui`` fixture."""
 
     def __init__(self, checkpoint: Path):
-        sys.path.insert(0, str(IMITATION))
+        sys.path[:0] = [str(path) for path in WEBUI_IMITATIONS]
         from modules import processing, shared
 
         spec = importlib.util.spec_from_file_location("depth2img_script", ROOT / "scripts" / "depth2img.py")

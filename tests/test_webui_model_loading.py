@@ -22,7 +22,7 @@ def test_offline_loader_builds_without_downloading(webui, tmp_path):
     assert api.calls == [("build", missing)]  # the file is there: the WebUI's own path, unchanged
 
 
-def test_checkpoint_without_depth_weights_says_which_file_to_put_where(webui, tmp_path, tiny_hybrid):
+def test_checkpoint_without_depth_weights_says_which_file_to_put_where(webui, tmp_path, tiny_hybrid, capsys):
     from safetensors.torch import save_file
 
     from lib_depth2img.webui import model_loading
@@ -41,5 +41,9 @@ def test_checkpoint_without_depth_weights_says_which_file_to_put_where(webui, tm
     save_file({"depth_model.model.pretrained.model.patch_embed.backbone.stem.conv.weight": torch.zeros(1)},
               str(with_weights))
     model.sd_checkpoint_info.filename = str(with_weights)  # the WebUI reuses the model for the next checkpoint
+    before = copy.deepcopy(network.state_dict())
     model_loading.check_loaded_depth_weights(model)
     assert not hasattr(network, "depth2img_missing_weights")
+    # one tensor is not the network's layout: nothing is copied in (generations read the file instead)
+    assert all(torch.equal(before[k], v) for k, v in network.state_dict().items())
+    assert "laid out unlike the depth weights in 512-depth-ema.safetensors" in capsys.readouterr().out

@@ -1,6 +1,6 @@
-"""Shared pieces of the adapter tests against the small WebUI imitation in tests/webui_imitation: a fake
-depth model that holds a network as ldm's MiDaSInference does, pictures, one img2img run, the expected
-conditioning."""
+"""Shared pieces of the adapter tests against the small WebUI imitation in tests/webui_imitation and
+tests/ldm_imitation: a fake depth model that holds a network as ldm's MiDaSInference does, pictures, one
+img2img run, the expected conditioning."""
 
 from pathlib import Path
 
@@ -10,7 +10,8 @@ from PIL import Image, ImageDraw
 from reference import conditioning_by_the_rule, depth_by_the_rule, inverted_by_hand, synthetic_image
 
 ROOT = Path(__file__).parent.parent
-IMITATION = Path(__file__).parent / "webui_imitation"
+# The original WebUI: its modules, and ldm from repositories/stable-diffusion-stability-ai (Forge has no ldm).
+WEBUI_IMITATIONS = [Path(__file__).parent / "webui_imitation", Path(__file__).parent / "ldm_imitation"]
 
 
 class DepthModelWrapper(torch.nn.Module):

@@ -64,8 +64,13 @@ def load_from_checkpoint(checkpoint: str, name: str) -> nn.Module:
     return HELD.from_checkpoint(checkpoint, name, devices.device, _dtype())
 
 
+# The flags that ask for little GPU memory, each host keeping some: the original WebUI and reForge --medvram and
+# --lowvram, Forge Classic (which dropped those two) --always-low-vram and --always-no-vram. One a host lacks is off.
+LOW_MEMORY_FLAGS = ("medvram", "lowvram", "always_low_vram", "always_no_vram")
+
+
 def release() -> None:
-    """Off the GPU after use under --medvram/--lowvram, or when the setting says so."""
-    low_memory = shared.cmd_opts.medvram or shared.cmd_opts.lowvram
+    """Off the GPU after use under a low-memory flag of the host, or when the setting says so."""
+    low_memory = any(getattr(shared.cmd_opts, flag, False) for flag in LOW_MEMORY_FLAGS)
     if low_memory or shared.opts.data.get(option_keys.MOVE_TO_CPU, False):
         HELD.move_to(devices.cpu)

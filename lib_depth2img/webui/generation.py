@@ -24,7 +24,7 @@ from lib_depth2img.generation_args import EXTRA_ESTIMATORS, DepthArgs
 from lib_depth2img.pipeline import DepthConditioning, condition_depth_map, condition_pictures
 from lib_depth2img.tensor_index import TensorInfo
 from lib_depth2img.user_depth import RESIZE_MODE_OF_FIT, read_depth_map
-from lib_depth2img.webui import extra_estimators, model_loading, option_keys, txt2img
+from lib_depth2img.webui import extra_estimators, model_loading, option_keys, refiner, txt2img
 from lib_depth2img.webui.hosts import Host
 from lib_depth2img.webui.pictures import depth_pictures
 from lib_depth2img.webui.user_maps import condition_user_maps
@@ -39,6 +39,7 @@ NOT_A_DEPTH_MODEL = ("Depth-to-image needs a Stable Diffusion 2 depth checkpoint
 class _Generation:
     args: DepthArgs
     txt2img: bool = False
+    depth_model: object = None  # whose depth weights: the loaded model, or a depth refiner's stand-in
     result: DepthConditioning | None = None
     pending_save: int | None = None  # batch index of the picture the WebUI is about to save
 
@@ -120,10 +121,22 @@ def process(p) -> None:
     if generation is None:
         return
     args = generation.args
-    if not is_depth_model(p.sd_model):
+    depth_refiner = refiner.depth_refiner(p) if HOST is not None else None
+    if not is_depth_model(p.sd_model) and depth_refiner is not None:
+        problem = refiner.why_not(p, depth_refiner, args.enabled, HOST.plain_models_ignore_concat)
+        if problem:
+            stop_before_init(p, problem)
+            return
+        generation.depth_model = refiner.stand_in(depth_refiner)
+        p.extra_generation_params[refiner.INFOTEXT] = refiner.title(depth_refiner)
+    elif not is_depth_model(p.sd_model):
         if args.enabled and args != DepthArgs():  # the user changed a depth setting, so they expect depth
             p.comment(NOT_A_DEPTH_MODEL)
         return
+    else:
+        generation.depth_model = p.sd_model
+        if depth_refiner is not None:  # the base's depth conditioning serves the refiner's steps too
+            p.extra_generation_params[refiner.INFOTEXT] = refiner.title(depth_refiner)
     if not args.enabled:
         if generation.txt2img:
             stop_before_init(p, f"{_checkpoint_name(p.sd_model)} is a depth-to-image model: txt2img needs the "
@@ -145,22 +158,25 @@ def process(p) -> None:
     p.extra_generation_params.update(args.infotext(txt2img=generation.txt2img))
     p.extra_generation_params[DEPTH_KIND_INFOTEXT] = depth_kind(args, generation.txt2img)  # img2img: see below
     if generation.txt2img:
-        txt2img.take_over(p, lambda latent_size, dtype: _txt2img_depth(p, args, latent_size, dtype),
+        txt2img.take_over(p, lambda latent_size, dtype: _txt2img_depth(p, generation, latent_size, dtype),
                           keep=lambda result: setattr(generation, "result", result))
         return
 
+    # A plain base never calls the depth method: its img2img_image_conditioning (same first argument) is taken.
+    method = HOST.conditioning_method if generation.depth_model is p.sd_model else "img2img_image_conditioning"
+
     def depth_conditioning(source_image: torch.Tensor, *_host_arguments, **_host_keywords) -> torch.Tensor:
-        p.__dict__.pop(HOST.conditioning_method, None)  # one call per init; p is as it was afterwards
+        p.__dict__.pop(method, None)  # one call per init; p is as it was afterwards
         latent_size, dtype = tuple(p.init_latent.shape[-2:]), p.init_latent.dtype
         if args.depth_source == "upload":
             generation.result = condition_user_maps(p, args, latent_size, dtype)
         else:
             pictures, other_picture = depth_pictures(p, source_image, args)
             p.extra_generation_params[DEPTH_KIND_INFOTEXT] = depth_kind(args, other_picture)
-            generation.result = _estimate(p, args, pictures, latent_size, dtype)
+            generation.result = _estimate(generation, pictures, latent_size, dtype)
         return _batch_conditioning(generation, p.init_latent)
 
-    setattr(p, HOST.conditioning_method, depth_conditioning)
+    setattr(p, method, depth_conditioning)
 
 
 @contextmanager
@@ -193,16 +209,18 @@ def depth_network(sd_model, source: str):
         extra_estimators.release()
 
 
-def _txt2img_depth(p, args: DepthArgs, latent_size, dtype) -> DepthConditioning:
+def _txt2img_depth(p, generation: _Generation, latent_size, dtype) -> DepthConditioning:
+    args = generation.args
     if args.depth_source == "upload":
         return condition_depth_map(read_depth_map(args.depth_map), (p.height, p.width), latent_size,
                                    resize_mode=RESIZE_MODE_OF_FIT[args.fit], adjustments=args.adjustments(),
                                    dtype=dtype)
-    return _estimate(p, args, txt2img.fitted_picture(p, args), latent_size, dtype)
+    return _estimate(generation, txt2img.fitted_picture(p, args), latent_size, dtype)
 
 
-def _estimate(p, args: DepthArgs, pictures: torch.Tensor, latent_size, dtype) -> DepthConditioning:
-    with depth_network(p.sd_model, args.depth_source) as (network, spec):
+def _estimate(generation: _Generation, pictures: torch.Tensor, latent_size, dtype) -> DepthConditioning:
+    args = generation.args
+    with depth_network(generation.depth_model, args.depth_source) as (network, spec):
         return condition_pictures(network, pictures, latent_size, input_spec=spec, adjustments=args.adjustments(),
                                   dtype=dtype, cache=DEPTH_CACHE)
 

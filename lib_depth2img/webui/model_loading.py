@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import os
 
-from lib_depth2img.checkpoint import estimator_from_weights
+from torch import nn
+
+from lib_depth2img.checkpoint import DEPTH_WEIGHTS_PREFIX, estimator_from_weights
+from lib_depth2img.checkpoint_estimator import holds_checkpoint_weights
 from lib_depth2img.errors import Depth2ImgError
-from lib_depth2img.tensor_index import read_tensor_index
+from lib_depth2img.weights_file import WeightsFile
 
 WEIGHTS_FILE_ATTRIBUTE = "depth2img_expected_weights_file"
 MISSING_ATTRIBUTE = "depth2img_missing_weights"
@@ -44,20 +47,41 @@ def install_offline_midas_loader() -> None:
 
 
 def check_loaded_depth_weights(sd_model) -> None:
-    """After a load: a depth network built without its file must have got weights from the checkpoint."""
+    """After a load: ldm's MiDaS network must hold the checkpoint's depth weights. The original WebUI loads
+    them; reForge and Forge Classic never do (they leave it built empty, or from models/midas): there they
+    are copied in from the checkpoint file, so the host's own depth path (the extension switched off) and
+    ours both take depth from the checkpoint, and no second copy is needed. A checkpoint without depth
+    weights, whose network was built without its file, gets a message saying which file goes where."""
     network = getattr(getattr(sd_model, "depth_model", None), "model", None)
-    expected_file = getattr(network, WEIGHTS_FILE_ATTRIBUTE, None)
-    if network is None or expected_file is None:
+    if network is None:
         return
-    network.__dict__.pop(MISSING_ATTRIBUTE, None)  # the WebUI reuses the network when switching checkpoints
+    network.__dict__.pop(MISSING_ATTRIBUTE, None)  # the host reuses the network when switching checkpoints
     checkpoint = sd_model.sd_checkpoint_info.filename
     try:
-        index = read_tensor_index(checkpoint)
-    except Depth2ImgError as error:  # the WebUI loaded it, so this is rare; one line, never a traceback
+        opened = WeightsFile(checkpoint)
+        name = estimator_from_weights(opened.index)
+        if name not in (None, "unknown") and not holds_checkpoint_weights(network, opened):
+            _fill_from_checkpoint(network, opened)
+    except Depth2ImgError as error:  # the host loaded it, so this is rare; one line, never a traceback
         print(f"Depth-to-image: {error}")
         return
-    if estimator_from_weights(index) is None:
+    expected_file = getattr(network, WEIGHTS_FILE_ATTRIBUTE, None)
+    if name is None and expected_file is not None:
         message = (f"{os.path.basename(checkpoint)} carries no MiDaS weights and {os.path.basename(expected_file)} "
                    f"is missing: put that file in {os.path.dirname(expected_file)}, then load the checkpoint again.")
         setattr(network, MISSING_ATTRIBUTE, message)
         print(f"Depth-to-image: {message}")
+
+
+def _fill_from_checkpoint(network: nn.Module, opened: WeightsFile) -> None:
+    """Copies the checkpoint's depth weights into the host's network, all or nothing: a network of another
+    layout is left as it is (generations then load our estimator from the file instead)."""
+    state = {k[len(DEPTH_WEIGHTS_PREFIX):]: v for k, v in opened.read_prefix(DEPTH_WEIGHTS_PREFIX).items()}
+    own = network.state_dict()
+    if {k: tuple(v.shape) for k, v in state.items()} != {k: tuple(v.shape) for k, v in own.items()}:
+        print(f"Depth-to-image: the MiDaS network of this WebUI is laid out unlike the depth weights in "
+              f"{opened.path.name}; they are read from the file at each generation instead.")
+        return
+    network.load_state_dict(state)
+    print(f"Depth-to-image: the MiDaS network now holds the depth weights of {opened.path.name} "
+          "(this WebUI does not load them itself).")

@@ -9,12 +9,14 @@ default (after paste parameters, say), and the preview beside its button.
 from __future__ import annotations
 
 import dataclasses
+import sys
 
 from modules import script_callbacks, scripts, shared
 
 from lib_depth2img.estimators import non_commercial_note
 from lib_depth2img.generation_args import DepthArgs, setting_metadata
 from lib_depth2img.webui import batch_names, extra_estimators, generation, option_keys, preview
+from lib_depth2img.webui.hosts import attribute_or
 
 RESIZE_NOTE = ("A depth map or picture for depth of another aspect ratio is fitted as the Resize mode above says: "
                "Just resize stretches it, Crop and resize crops it, Resize and fill fills the rest from its edges.")
@@ -37,6 +39,31 @@ def watch_components(script, found: dict) -> None:
     """Fills ``found[elem id]`` with each component as the page builds it (before the script's ui runs)."""
     for elem_id in found:
         script.on_after_component(lambda c, e=elem_id: found.__setitem__(e, c.component), elem_id=elem_id)
+
+
+def watch_pictures(script, found: dict) -> None:
+    """Fills ``found[elem id]`` with each img2img tab's picture input as the page builds it, whatever the host
+    made it of: the gr.Image with that elem id (the original WebUI, reForge, Forge Classic), or, where the elem
+    id names an HTML block (a ForgeCanvas: Forge), the hidden input classed ``logical_image_background`` that
+    follows it, which hands the picture over as a PIL picture."""
+    from modules import script_callbacks
+
+    waiting: list[str] = []
+
+    def tab_picture(component, elem_id: str) -> None:
+        if any(kind.__name__ == "Image" for kind in type(component).__mro__):  # gradio's Image or a subclass
+            found[elem_id] = component
+        else:
+            waiting.append(elem_id)
+
+    for elem_id in found:
+        script.on_after_component(lambda c, e=elem_id: tab_picture(c.component, e), elem_id=elem_id)
+
+    def canvas_picture(component, **kwargs):
+        if waiting and "logical_image_background" in (kwargs.get("elem_classes") or ()):
+            found[waiting.pop(0)] = component
+
+    script_callbacks.on_after_component(canvas_picture)
 
 
 def build_controls(elem_id, picture_inputs: dict, page: dict, is_img2img: bool) -> tuple[list, list]:
@@ -174,12 +201,20 @@ def add_settings() -> None:
 
 def add_xyz_axes() -> None:
     xyz = next((data.module for data in scripts.scripts_data if data.script_class.__module__ == "xyz_grid.py"), None)
-    if xyz is None or any(getattr(axis, "depth2img", False) for axis in xyz.axis_options):
+    axis_options = attribute_or(xyz, "axis_options", None, "the X/Y/Z plot gets no depth axes") if xyz else None
+    axis_option = attribute_or(xyz, "AxisOption", None, "the X/Y/Z plot gets no depth axes") if xyz else None
+    if axis_options is None or axis_option is None or any(getattr(a, "depth2img", False) for a in axis_options):
         return
-    kinds = {("txt2img", "img2img"): xyz.AxisOption, ("img2img",): xyz.AxisOptionImg2Img,
-             ("txt2img",): xyz.AxisOptionTxt2Img}
+    # The tab-only axis classes: in xyz_grid.py itself, or beside AxisOption (Forge Classic's lib_xyz.classes).
+    home = sys.modules.get(axis_option.__module__) or xyz
+    kinds = {("txt2img", "img2img"): axis_option}
+    for tabs, name in ((("img2img",), "AxisOptionImg2Img"), (("txt2img",), "AxisOptionTxt2Img")):
+        kinds[tabs] = getattr(xyz, name, None) or attribute_or(
+            home, name, None, f"the X/Y/Z plot gets no axis for the {tabs[0]}-only depth settings")
     for spec in dataclasses.fields(DepthArgs):
         label, kind = f"[Depth2img] {spec.metadata['label']}", kinds[spec.metadata["tabs"]]
+        if kind is None:
+            continue
         if spec.metadata["bounds"]:
             axis = kind(label, float, _xyz_apply(spec.name))
         elif isinstance(spec.default, bool) or spec.metadata["choices"]:
@@ -188,7 +223,7 @@ def add_xyz_axes() -> None:
         else:
             continue
         axis.depth2img = True
-        xyz.axis_options.append(axis)
+        axis_options.append(axis)
 
 
 def _xyz_apply(name: str):

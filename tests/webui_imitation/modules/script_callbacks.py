@@ -1,4 +1,5 @@
-callbacks = {"ui_settings": [], "model_loaded": [], "before_ui": [], "app_started": [], "image_saved": []}
+callbacks = {"ui_settings": [], "model_loaded": [], "before_ui": [], "app_started": [], "image_saved": [],
+             "after_component": []}
 
 
 def on_ui_settings(callback, *, name=None):
@@ -29,3 +30,18 @@ def on_image_saved(callback, *, name=None):
 def image_saved_callback(params):
     for callback in callbacks["image_saved"]:
         callback(params)
+
+
+def model_loaded_callback(sd_model):
+    """sd_models.load_model calls it once a checkpoint is loaded (reForge and Forge Classic too)."""
+    for callback in callbacks["model_loaded"]:
+        callback(sd_model)
+
+
+def on_after_component(callback, *, name=None):
+    callbacks["after_component"].append(callback)
+
+
+def after_component_callback(component, **kwargs):
+    for callback in callbacks["after_component"]:
+        callback(component, **kwargs)

@@ -25,3 +25,20 @@ class ScriptClassData:
 
 
 scripts_data = []
+
+
+class OnComponent:
+    def __init__(self, component):
+        self.component = component
+
+
+def component_made(scripts, component, **kwargs):
+    """What gradio_extensons.py does as each component is made: the callbacks of script_callbacks first, then
+    each script's ``on_after_component`` callbacks for the component's elem id (ScriptRunner.after_component)."""
+    from modules import script_callbacks
+
+    script_callbacks.after_component_callback(component, **kwargs)
+    for script in scripts:
+        for elem_id, callback in script.on_after_component_elem_id or []:
+            if elem_id == kwargs.get("elem_id"):
+                callback(OnComponent(component))

@@ -2,6 +2,8 @@
 
 import os
 
+import torch
+
 ISL_PATHS = {"dpt_hybrid": "models/midas/dpt_hybrid-midas-501f0c75.pt"}
 calls = []
 
@@ -19,3 +21,14 @@ def load_model(model_type):
         calls.append(("download", path))
         raise OSError("no network: could not download the MiDaS weights")
     return load_model_inner(model_type)
+
+
+class MiDaSInference(torch.nn.Module):
+    """The depth model's ``depth_model``: asks load_model for its network when built (no checkpoint read)."""
+
+    def __init__(self, model_type):
+        super().__init__()
+        self.model, _ = load_model(model_type)
+
+    def forward(self, x):
+        return self.model(x).unsqueeze(1)

@@ -1,0 +1,83 @@
+"""Against real reForge and Forge Classic on CPU, over the API (opt-in), with models/midas empty.
+
+Set DEPTH2IMG_REFORGE_DIR (Panchovix/stable-diffusion-webui-reForge, main) and/or DEPTH2IMG_CLASSIC_DIR
+(Haoming02/sd-webui-forge-classic, classic) to the host's folder, each with its venv and repositories/
+(Stability-AI/stablediffusion at cf1d67a6 serves as ldm), and DEPTH2IMG_WEBUI_DIR to the original WebUI, whose
+ldm builds the checkpoint and which the parity check runs beside the host. DEPTH2IMG_FORGE_CHECKPOINT may name
+an already built checkpoint (with its yaml). The real-Forge suite's host-neutral checks run in each host; what
+differs here: the host has a depth path of its own (switched off it runs), and nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_real_forge import (  # noqa: F401  (collected here, run against each host of this module)
+    _img2img,
+    _payload,
+    test_an_uploaded_depth_map_conditions_instead_of_the_picture,
+    test_img2img_batch_of_two_gets_each_pictures_depth_from_the_checkpoint_file,
+    test_inpaint_whole_picture_takes_depth_from_the_untouched_picture,
+    test_the_depth_endpoint_in_forge,
+    test_the_same_picture_as_the_original_webui_far_closer_than_inverted_depth,
+    test_txt2img_from_a_depth_map_with_hires_fix,
+    test_xyz_plot_axis_changes_the_depth_setting_per_cell,
+)
+from test_real_webui import _decode, _picture
+from webui_server import build_checkpoint, prepare_data_dir, serving, webui_python
+
+HOSTS = {name: os.environ.get(variable) for name, variable in
+         (("reForge", "DEPTH2IMG_REFORGE_DIR"), ("Forge Classic", "DEPTH2IMG_CLASSIC_DIR"))}
+pytestmark = pytest.mark.skipif(not any(HOSTS.values()), reason="real reForge/Forge Classic test: set "
+                                "DEPTH2IMG_REFORGE_DIR or DEPTH2IMG_CLASSIC_DIR to the host's folder")
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    prebuilt = os.environ.get("DEPTH2IMG_FORGE_CHECKPOINT")
+    if prebuilt:
+        return Path(prebuilt)
+    return build_checkpoint(os.environ["DEPTH2IMG_WEBUI_DIR"], tmp_path_factory.mktemp("forge-checkpoint"),
+                            "tiny-forge-depth", builder="make_forge_depth_checkpoint.py")
+
+
+@pytest.fixture(scope="module", params=[name for name, folder in HOSTS.items() if folder] or ["none"])
+def forge(request, tmp_path_factory, checkpoint):
+    """One host at a time (their checkpoints are big): started as its README says, with this extension linked."""
+    host_dir, data_dir = HOSTS[request.param], tmp_path_factory.mktemp("forge-family-data")
+    prepare_data_dir(data_dir, checkpoint)
+    command = [webui_python(host_dir), "launch.py", "--skip-prepare-environment", "--skip-python-version-check",
+               "--skip-torch-cuda-test", "--always-cpu", "--api", "--no-download-sd-model", "--data-dir",
+               str(data_dir)]
+    with serving(command, host_dir, data_dir / "host.log", data_dir, checkpoint, loaded_line=" loaded in ") as host:
+        host.name = request.param
+        yield host
+
+
+@pytest.fixture(scope="module")
+def our_estimator(checkpoint):
+    from lib_depth2img.estimators import create_estimator
+    from lib_depth2img.weights import load_estimator_from_file
+
+    return load_estimator_from_file(create_estimator("dpt_hybrid"), checkpoint)
+
+
+def test_the_host_is_named_and_loads_offline_with_the_checkpoints_depth(forge):
+    log = forge.log.read_text(errors="replace")
+    assert f"Depth-to-image: running in {forge.name}" in log
+    assert "now holds the depth weights of" in log and "Downloading midas" not in log
+    assert list((forge.data_dir / "models" / "midas").iterdir()) == []
+
+
+def test_switched_off_the_hosts_own_depth_path_runs_and_txt2img_is_stopped(forge):
+    response = forge.post("/sdapi/v1/img2img", _payload([_picture()], {"enabled": False}))
+    assert response.status_code == 200, response.text[:2000]
+    assert "Depth2img" not in response.json()["info"]
+    assert np.asarray(_decode(response.json()["images"][0]), dtype=float).std() > 0
+    response = forge.post("/sdapi/v1/txt2img", {"prompt": "a house", "steps": 2, "width": 64, "height": 64})
+    assert response.status_code == 500
+    assert "txt2img with a depth model needs the depth to keep" in str(response.json())
+
