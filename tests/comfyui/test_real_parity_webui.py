@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from examples import PICTURE, SIZE, picture_tensor, write_examples
 from graphs import load_workflow, of_class, quick, with_probes
 from PIL import Image
@@ -115,20 +116,26 @@ def _pixels(picture: Image.Image) -> np.ndarray:
 def test_the_same_depth_conditioning_as_the_original_webui(webui_runs, comfyui_runs, checkpoint, examples):
     in_webui, in_comfyui = _fifth(webui_runs["plain"][1]), _fifth(comfyui_runs["plain"][1])
     assert in_webui.shape[-2:] == in_comfyui.shape[-2:] == (SIZE // 8, SIZE // 8)
-    # The expected gap, from the rule itself: ComfyUI's MASK holds the estimate stretched over [0, 1], so the rule's
-    # epsilon acts on a range of 1 instead of the estimator's own range r; at the nearest point that differs by
-    # 2 |r / (r + eps) - 1 / (1 + eps)|. r comes from our estimator with the checkpoint's MiDaS weights.
+    # The expected gap, from the rule itself: ComfyUI's MASK holds the estimate stretched over [0, 1] at the
+    # estimator's resolution (its range r becomes 1), so after the bicubic resize to the latent (range R there, R / r
+    # in ComfyUI) the rule's epsilon weighs r times less: at the nearest point the two differ by
+    # 2 |R / (R + eps r) - R / (R + eps)|. r and R come from our estimator with the checkpoint's MiDaS weights.
     estimator = load_estimator_from_file(create_estimator("dpt_hybrid"), checkpoint)
-    raw = condition_pictures(estimator, picture_tensor(examples), (SIZE // 8, SIZE // 8)).depth
-    r = float(raw.max() - raw.min())
-    bound = 2 * abs(r / (r + EPSILON) - 1 / (1 + EPSILON))
+    core = condition_pictures(estimator, picture_tensor(examples), (SIZE // 8, SIZE // 8))
+    raw = core.depth
+    resized = F.interpolate(raw, size=(SIZE // 8, SIZE // 8), mode="bicubic", align_corners=False)
+    r, big_r = float(raw.max() - raw.min()), float(resized.max() - resized.min())
+    bound = 2 * abs(big_r / (big_r + EPSILON * r) - big_r / (big_r + EPSILON))
     difference = float((in_webui[0] - in_comfyui[0]).abs().max())
+    webui_vs_core = float((in_webui[0] - core.conditioning[0]).abs().max())
     rows = float(max((rows[1:] - rows[:1]).abs().max() for rows in (in_webui, in_comfyui)))
     print(f"\nparity: fifth channel, original WebUI vs ComfyUI: max difference {difference:.2e} (the epsilon's "
-          f"share with this checkpoint's depth range {r:.3f}: {bound:.2e}); cond vs uncond rows in each host: "
+          f"share with this checkpoint's depth ranges {r:.3f} at 384, {big_r:.3f} at the latent: {bound:.2e}); "
+          f"WebUI vs the core's rule on the raw estimate: {webui_vs_core:.2e}; cond vs uncond rows in each host: "
           f"{rows:.1e}; conv input dtypes {webui_runs['plain'][1]['conv_input_dtype']} / "
           f"{comfyui_runs['plain'][1]['conv_input_dtype']}")
     assert rows == 0  # both sides of the guidance carry the depth, in both hosts
+    assert webui_vs_core < 1e-4  # the WebUI conditions by the core's rule, on the estimator's own range
     assert difference <= bound + 1e-4  # float32 in two processes and two torch versions, nothing more
     assert np.corrcoef(in_webui.ravel(), in_comfyui.ravel())[0, 1] > 0.999
 
