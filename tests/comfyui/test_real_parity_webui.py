@@ -34,6 +34,7 @@ pytestmark = pytest.mark.skipif(not WEBUI_DIR, reason="parity with the original 
                                                       "WebUI v1.10.1 folder (and DEPTH2IMG_COMFYUI_DIR) to run it")
 WEBUI_PROBE = Path(__file__).parent / "webui_probe" / "depth2img-test-probe"
 STEPS, SEED, DENOISE = 4, 1234, 1.0  # denoise 1: both hosts then sample from sigma_max over the same schedule
+TOLERANCE = 1e-3  # of the conditioning's range [-1, 1], as in test_real_comfyui.py
 EPSILON = 0.001  # the SD2 training rule's 2 (d - min) / (max - min + 0.001) - 1
 
 
@@ -135,8 +136,9 @@ def test_the_same_depth_conditioning_as_the_original_webui(webui_runs, comfyui_r
           f"{rows:.1e}; conv input dtypes {webui_runs['plain'][1]['conv_input_dtype']} / "
           f"{comfyui_runs['plain'][1]['conv_input_dtype']}")
     assert rows == 0  # both sides of the guidance carry the depth, in both hosts
-    assert webui_vs_core < 1e-4  # the WebUI conditions by the core's rule, on the estimator's own range
-    assert difference <= bound + 1e-4  # float32 in two processes and two torch versions, nothing more
+    # TOLERANCE: float32 MiDaS in two torch versions (2.1 in the WebUI), magnified by the rule's 2 / R
+    assert webui_vs_core < TOLERANCE  # the WebUI conditions by the core's rule, on the estimator's own range
+    assert difference <= bound + TOLERANCE
     assert np.corrcoef(in_webui.ravel(), in_comfyui.ravel())[0, 1] > 0.999
 
 
