@@ -11,6 +11,7 @@ differs here: the host has a depth path of its own (switched off it runs), and n
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -24,9 +25,8 @@ from test_real_forge import (  # noqa: F401  (collected here, run against each h
     test_the_depth_endpoint_in_forge,
     test_the_same_picture_as_the_original_webui_far_closer_than_inverted_depth,
     test_txt2img_from_a_depth_map_with_hires_fix,
-    test_xyz_plot_axis_changes_the_depth_setting_per_cell,
 )
-from test_real_webui import _decode, _picture
+from test_real_webui import _decode, _picture, _script_info
 from webui_server import build_checkpoint, prepare_data_dir, serving, webui_python
 
 HOSTS = {name: os.environ.get(variable) for name, variable in
@@ -81,3 +81,64 @@ def test_switched_off_the_hosts_own_depth_path_runs_and_txt2img_is_stopped(forge
     assert response.status_code == 500
     assert "txt2img with a depth model needs the depth to keep" in str(response.json())
 
+
+
+def _xyz_script_args(forge, axis_label: str, values: list[str]) -> list:
+    """The X/Y/Z plot's arguments: its first nine (the axes) are the same in every host; the rest differ in
+    number and order (reForge adds three, Classic keeps A1111's), so they keep the host's defaults, by label."""
+    info = _script_info(forge, "x/y/z plot")
+    args = [arg["value"] for arg in info["args"]]
+    args[:9] = [info["args"][0]["choices"].index(axis_label), "", values, 0, "", [], 0, "", []]
+    args[[arg["label"] for arg in info["args"]].index("Include Sub Images")] = True
+    return args
+
+
+def test_xyz_plot_axis_changes_the_depth_setting_per_cell(forge):
+    def pixels(data):
+        return np.asarray(_decode(data).convert("RGB")).astype(int)
+
+    _img2img(forge, [_picture()], {})  # not the first generation after a load (see the seed test of the WebUI)
+    plain = pixels(_img2img(forge, [_picture()], {})["images"][0])
+    inverted = pixels(_img2img(forge, [_picture()], {"invert": True})["images"][0])
+    result = _img2img(forge, [_picture()], None, script_name="x/y/z plot",
+                      script_args=_xyz_script_args(forge, "[Depth2img] Invert depth", ["False", "True"]))
+    cells = [pixels(data) for data in result["images"][1:3]]
+    assert np.abs(cells[0] - plain).max() <= 2 and np.abs(cells[1] - inverted).max() <= 2
+    assert np.abs(plain - inverted).mean() > 5
+
+
+@pytest.fixture(scope="module")
+def page(forge):
+    from test_real_browser import open_page
+
+    with open_page(forge.url) as opened:
+        opened.host_name = forge.name.replace(" ", "-").lower()
+        yield opened
+
+
+# the img2img tabs (their buttons' words) and their gr.Image's elem id, as in the original WebUI
+PICTURE_TABS = (("img2img", "img2img_image"), ("Sketch", "img2img_sketch"), ("Inpaint", "img2maskimg"),
+                ("Inpaint sketch", "inpaint_sketch"), ("Inpaint upload", "img_inpaint_base"))
+
+
+@pytest.mark.parametrize(("tab", "elem_id"), PICTURE_TABS)
+def test_preview_depth_finds_the_picture_of_each_img2img_tab(page, tmp_path, tab, elem_id):
+    """A picture of its own size in each tab, so the message names the picture of this tab, not the last one."""
+    from test_real_browser import ARTIFACTS
+
+    size = 256 - 8 * [name for name, _ in PICTURE_TABS].index(tab)
+    page.locator("#tabs > .tab-nav button", has_text="img2img").first.click()
+    page.wait_for_function("() => { const s = document.querySelectorAll('#depth2img_img2img_status'); "
+                           "return s.length && s[s.length - 1].textContent.includes('Depth is active'); }")
+    page.locator("#mode_img2img > .tab-nav button").filter(has_text=re.compile(f"^\\s*{tab}\\s*$")).click()
+    picture = tmp_path / "picture.png"
+    _picture(size=size).save(picture)
+    page.locator(f"#{elem_id} input[type=file]").first.set_input_files(str(picture))
+    page.wait_for_timeout(1000)  # gradio hands the upload to the server-side value
+    page.locator("#depth2img_img2img_preview_button").click()
+    page.wait_for_function("(size) => { const m = document.querySelectorAll('#depth2img_img2img_preview_message'); "
+                           "return m.length && m[m.length - 1].textContent.includes(size); }", arg=f"{size}x{size}")
+    assert page.locator("#depth2img_img2img_preview img").last.is_visible()
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{page.host_name}-preview-{elem_id}.png"), full_page=True)
+    assert page.errors == []
