@@ -10,6 +10,7 @@ differs here: the host has a depth path of its own (switched off it runs), and n
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from pathlib import Path
@@ -135,10 +136,22 @@ def test_preview_depth_finds_the_picture_of_each_img2img_tab(page, tmp_path, tab
     _picture(size=size).save(picture)
     page.locator(f"#{elem_id} input[type=file]").first.set_input_files(str(picture))
     page.wait_for_timeout(1000)  # gradio hands the upload to the server-side value
+    if "Inpaint" in tab and tab != "Inpaint upload":  # a stroke, as people make: until one, the editor's mask
+        box = page.locator(f"#{elem_id}").bounding_box()  # is no picture, and gradio fails every event (host's)
+        page.mouse.move(box["x"] + box["width"] * 0.4, box["y"] + box["height"] * 0.4)
+        page.mouse.down()
+        page.mouse.move(box["x"] + box["width"] * 0.6, box["y"] + box["height"] * 0.6, steps=5)
+        page.mouse.up()
+        page.wait_for_timeout(1000)
     page.locator("#depth2img_img2img_preview_button").click()
-    page.wait_for_function("(size) => { const m = document.querySelectorAll('#depth2img_img2img_preview_message'); "
-                           "return m.length && m[m.length - 1].textContent.includes(size); }", arg=f"{size}x{size}")
-    assert page.locator("#depth2img_img2img_preview img").last.is_visible()
+    with contextlib.suppress(Exception):  # on a timeout, the message and the page say more
+        page.wait_for_function("(size) => { const m = document.querySelectorAll("
+                               "'#depth2img_img2img_preview_message'); "
+                               "return m.length && m[m.length - 1].textContent.includes(size); }",
+                               arg=f"{size}x{size}", timeout=30_000)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"{page.host_name}-preview-{elem_id}.png"), full_page=True)
+    message = page.locator("#depth2img_img2img_preview_message").last.text_content()
+    assert f"Depth of the {size}x{size} picture" in message
+    assert page.locator("#depth2img_img2img_preview img").last.is_visible()
     assert page.errors == []
