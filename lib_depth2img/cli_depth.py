@@ -8,6 +8,7 @@ is overwritten unless asked; each map's path is printed as it is written.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import os
 import sys
@@ -17,11 +18,14 @@ from pathlib import Path
 import torch
 
 from lib_depth2img.checkpoint import DEPTH_WEIGHTS_PREFIX
-from lib_depth2img.depth import estimate_depth, is_out_of_memory
+from lib_depth2img.depth import is_out_of_memory
+from lib_depth2img.depth_batches import batches_by_input_size, depths_of_batch
 from lib_depth2img.depth_image import save_depth_png
 from lib_depth2img.errors import Depth2ImgError
 from lib_depth2img.estimators import create_estimator, describe_unsupported, detect_estimator, where_weights_live
 from lib_depth2img.picture_files import PICTURE_SUFFIXES, check_picture, read_picture
+from lib_depth2img.read_ahead import read_ahead
+from lib_depth2img.transforms import InputSpec, prepare_estimator_input
 from lib_depth2img.weights import load_estimator_from_file, open_weights
 from lib_depth2img.weights_file import WeightsFile
 
@@ -32,6 +36,7 @@ OUTPUT_SUFFIX = "-depth.png"
 class DepthJob:
     picture: Path
     output: Path
+    size: tuple[int, int] | None = None  # (height, width) upright, as its header says
 
 
 def detect_weights(weights: Path | WeightsFile, chosen: str | None) -> str:
@@ -166,12 +171,10 @@ def run_depth(args: argparse.Namespace) -> int:
             skipped += 1
             continue
         try:
-            check_picture(job.picture)
+            jobs.append(dataclasses.replace(job, size=check_picture(job.picture)))
         except Depth2ImgError as error:
             _warn(f"error: {error}")
             failed += 1
-            continue
-        jobs.append(job)
     if jobs:
         written = _write_maps(jobs, name, weights, args, device)
         failed += len(jobs) - written
@@ -186,10 +189,18 @@ def run_depth(args: argparse.Namespace) -> int:
 
 def _write_maps(jobs: list[DepthJob], name: str, weights: WeightsFile, args: argparse.Namespace,
                 device: torch.device) -> int:
-    """How many maps were written; each picture counts on the bar once its map is written or it has failed."""
+    """How many maps were written; each picture counts on the bar once its map is written or it has failed.
+    Pictures are read and prepared ahead in a background thread while the estimator runs, and those whose
+    estimator input has one size go through it together (``depth_batches``): maps come size by size."""
     estimator = load_estimator_from_file(create_estimator(name, device="meta"), weights)
     estimator.to(device=device, dtype=torch.float16 if args.half else torch.float32)
     _warn(f"{name} on {device.type}{' (float16)' if args.half else ''}: {len(jobs)} picture(s)")
+    spec = estimator.input_spec
+    batches = [[jobs[index] for index in batch]
+               for batch in batches_by_input_size([job.size for job in jobs], spec, args.batch_size)]
+    # Read ahead by a batch: the next one is ready when the estimator is; at most that many inputs wait.
+    pictures = read_ahead([job for batch in batches for job in batch], lambda job: _prepared(job, spec),
+                          ahead=0 if args.no_read_ahead else args.batch_size)
     progress = None
     if len(jobs) > 1:
         from tqdm import tqdm
@@ -197,33 +208,59 @@ def _write_maps(jobs: list[DepthJob], name: str, weights: WeightsFile, args: arg
         progress = tqdm(total=len(jobs), desc="depth", unit="picture")
     written = 0
     try:
-        for job in jobs:
-            error = _write_map(job, estimator, args, device)
-            if progress is not None:
-                progress.update()
-            _report(f"error: {job.picture}: {error}" if error else str(job.output), progress,
-                    sys.stderr if error else sys.stdout)
-            written += error is None
-    finally:  # closed before an interruption is reported, so that the bar is not drawn again after it
+        for batch in batches:
+            for job, depth in _depths(batch, pictures, estimator, spec):
+                error = depth if isinstance(depth, str) else _written(job, depth, args.bits)
+                if progress is not None:
+                    progress.update()
+                _report(f"error: {job.picture}: {error}" if error else str(job.output), progress,
+                        sys.stderr if error else sys.stdout)
+                written += error is None
+    finally:  # the reading stopped, and the bar closed before an interruption is reported so it is not drawn again
+        pictures.close()
         if progress is not None:
             progress.close()
     return written
 
 
-def _write_map(job: DepthJob, estimator, args: argparse.Namespace, device: torch.device) -> str | None:
-    """What went wrong with this picture, or None once its map is written."""
+def _prepared(job: DepthJob, spec: InputSpec) -> tuple[torch.Tensor, tuple[int, int]]:
+    """The picture as the estimator takes it, and its size: what the background thread does."""
+    picture, size = read_picture(job.picture)
+    return prepare_estimator_input(picture, spec), size
+
+
+def _depths(batch: list[DepthJob], pictures, estimator, spec: InputSpec):
+    """``(job, depth)`` for each job of ``batch`` whose depth was estimated, ``(job, what went wrong)`` for the
+    others; ``pictures`` gives each job's prepared picture (``read_ahead``), in the batches' order."""
+    ready = []
+    for _ in batch:
+        job, prepared, error = next(pictures)
+        if error is None:
+            ready.append((job, *prepared))
+        else:
+            yield job, _failure(error)
+    outcomes = depths_of_batch(estimator, [x for _, x, _ in ready], [size for _, _, size in ready], spec)
+    for (job, _, _), depth in zip(ready, outcomes, strict=True):
+        yield job, _failure(depth) if isinstance(depth, Exception) else depth
+
+
+def _written(job: DepthJob, depth: torch.Tensor, bits: int) -> str | None:
+    """What went wrong writing this picture's map, or None once it is written."""
     try:
-        picture, size = read_picture(job.picture)
-        depth = estimate_depth(estimator, picture.to(device), output_size=size)
         job.output.parent.mkdir(parents=True, exist_ok=True)
-        save_depth_png(depth, job.output, bits=args.bits)
-    except (Depth2ImgError, OSError) as error:
-        return str(error)
-    except (RuntimeError, MemoryError) as error:  # a person's own huge picture: said, and the batch goes on
-        if not is_out_of_memory(error):
-            raise
-        return "not enough memory to read it and estimate its depth; scale it down or free memory."
+        save_depth_png(depth, job.output, bits=bits)
+    except Exception as error:
+        return _failure(error)
     return None
+
+
+def _failure(error: Exception) -> str:
+    """What to tell about a picture that failed; an error no picture explains is raised again."""
+    if isinstance(error, (Depth2ImgError, OSError)):
+        return str(error)
+    if isinstance(error, (RuntimeError, MemoryError)) and is_out_of_memory(error):  # a person's own huge picture
+        return "not enough memory to read it and estimate its depth; scale it down or free memory."
+    raise error
 
 
 def _report(line: str, progress, stream) -> None:

@@ -30,22 +30,31 @@ def estimate_depth(estimator: nn.Module, images: torch.Tensor, *, input_spec: In
     spec = input_spec or getattr(estimator, "input_spec", None)
     if spec is None:
         raise Depth2ImgError("This depth estimator does not say how to prepare its input; pass input_spec.")
+    prediction = predict_depth(estimator, prepare_estimator_input(images, spec), device=device)
+    size = tuple(output_size) if output_size is not None else tuple(images.shape[-2:])
+    return resize_depth(prediction, size, spec).to(images.device)
+
+
+def predict_depth(estimator: nn.Module, x: torch.Tensor, *, device: torch.device | None = None) -> torch.Tensor:
+    """The estimator's float32 ``[B,1,h,w]`` prediction for its prepared input ``x`` (``prepare_estimator_input``),
+    at the input's size, on ``device`` (by default the estimator's)."""
     dtype, weights_device = _estimator_dtype_device(estimator)
-    device = device or weights_device
     # Cast to the estimator's own dtype and device: the MPS "Input type and weight type should be the same" bug.
-    x = prepare_estimator_input(images, spec).to(device=device, dtype=dtype)
+    x = x.to(device=device or weights_device, dtype=dtype)
     prediction = _forward_splitting_on_oom(estimator, x)
     if prediction.ndim == 3:
         prediction = prediction.unsqueeze(1)
     # A normal (not inference-mode) float32 copy: callers may use it under autograd or modify it in place.
-    prediction = prediction.to(dtype=torch.float32, copy=True)
-    size = tuple(output_size) if output_size is not None else tuple(images.shape[-2:])
-    if tuple(prediction.shape[-2:]) != size:
-        # The estimator's official resize back: bicubic for MiDaS, bilinear with aligned corners for
-        # Depth Anything (a bicubic one moves its pixels by up to a tenth of the depth range).
-        prediction = F.interpolate(prediction, size=size, mode=spec.output_mode,
-                                   align_corners=spec.output_align_corners)
-    return prediction.to(images.device)
+    return prediction.to(dtype=torch.float32, copy=True)
+
+
+def resize_depth(prediction: torch.Tensor, size: tuple[int, int], spec: InputSpec) -> torch.Tensor:
+    """``prediction`` (``[B,1,h,w]``) at ``size``, resized as the estimator's official pipeline resizes it back:
+    bicubic for MiDaS, bilinear with aligned corners for Depth Anything (a bicubic one moves its pixels by up to
+    a tenth of the depth range)."""
+    if tuple(prediction.shape[-2:]) == tuple(size):
+        return prediction
+    return F.interpolate(prediction, size=tuple(size), mode=spec.output_mode, align_corners=spec.output_align_corners)
 
 
 def is_out_of_memory(error: BaseException) -> bool:

@@ -379,3 +379,159 @@ def test_pip_install_gives_a_command_that_works_from_any_folder(tmp_path):
                             timeout=300)
     assert result.returncode == 0 and result.stdout.startswith("usage: depth2img depth"), result.stderr
     assert (target / "lib_depth2img" / "conversion" / "dpt_hybrid_config.json").is_file()
+
+
+# Throughput on a folder: pictures read ahead in a background thread, pictures of one shape batched.
+
+class Watched(torch.nn.Module):
+    """The estimator the CLI loads, keeping the number of pictures of each forward and calling ``check(x)``
+    first, which may raise as a device out of memory or a Ctrl-C would."""
+
+    def __init__(self, estimator, check):
+        super().__init__()
+        self.estimator, self.check, self.input_spec, self.batches = estimator, check, estimator.input_spec, []
+
+    def forward(self, x):
+        self.batches.append(x.shape[0])
+        self.check(x)
+        return self.estimator(x)
+
+
+def _watch(monkeypatch, check=lambda x: None) -> list[Watched]:
+    """Each estimator the CLI loads in this process, watched."""
+    from lib_depth2img import cli_depth
+
+    load, loaded = cli_depth.load_estimator_from_file, []
+
+    def load_watched(*args, **kwargs):
+        loaded.append(Watched(load(*args, **kwargs), check))
+        return loaded[-1]
+
+    monkeypatch.setattr(cli_depth, "load_estimator_from_file", load_watched)
+    return loaded
+
+
+def _run_here(capsys, *args) -> tuple[int, str, str]:
+    """The CLI in this process, where its estimator can be watched: (exit status, stdout, stderr)."""
+    from lib_depth2img import cli
+
+    status = cli.main([str(arg) for arg in args])
+    said = capsys.readouterr()
+    return status, said.out, said.err
+
+
+def _read_ahead_threads() -> list:
+    import threading
+
+    return [thread for thread in threading.enumerate() if thread.name == "depth2img-read-ahead"]
+
+
+def _mixed_folder(folder: Path) -> tuple[list[Path], list[Path]]:
+    """Pictures of two input shapes for MiDaS v2.1 small, their names interleaved: those that become 192x256
+    (48x64, 96x128, 30x40) and those that become 256x192 (64x48)."""
+    folder.mkdir()
+    wide = [_picture(folder / "p0.png", 48, 64), _picture(folder / "p2.png", 48, 64, flip=True),
+            _picture(folder / "p3.jpg", 96, 128), _picture(folder / "p5.png", 30, 40, flip=True),
+            _picture(folder / "p6.png", 48, 64)]
+    tall = [_picture(folder / "p1.png", 64, 48), _picture(folder / "p4.png", 64, 48, flip=True),
+            _picture(folder / "p7.png", 64, 48)]
+    return wide, tall
+
+
+def test_pictures_of_one_shape_share_a_forward_and_get_the_maps_made_one_at_a_time(tmp_path, small_weights,
+                                                                                   monkeypatch, capsys):
+    wide, tall = _mixed_folder(tmp_path / "photos")
+    loaded = _watch(monkeypatch)
+    runs = {}
+    for name, options in (("batched", []), ("alone", ["--batch-size", "1", "--no-read-ahead"])):
+        status, out, err = _run_here(capsys, "depth", tmp_path / "photos", "--weights", small_weights, "--bits",
+                                     "16", "-o", tmp_path / name, *options)
+        assert status == 0, err
+        # written shape by shape, in the order the shapes first come; each in its name's order
+        assert out.split() == [str(tmp_path / name / f"{p.stem}-depth.png") for p in wide + tall]
+        assert err.splitlines()[-1] == "8 written, 0 skipped, 0 failed"
+        runs[name] = {p.stem: _map(tmp_path / name / f"{p.stem}-depth.png") for p in wide + tall}
+    assert [watched.batches for watched in loaded] == [[4, 1, 3], [1] * 8]
+    assert not _read_ahead_threads()
+    for stem, alone in runs["alone"].items():
+        batched = runs["batched"][stem]
+        assert batched.min() == 0 and batched.max() == 1  # each map stretched over its own levels
+        # float rounding of another batch shape: measured 1 level of 65535 at most
+        assert batched.shape == alone.shape and np.abs(batched - alone).max() <= 2 / 65535, stem
+    assert not np.array_equal(runs["alone"]["p0"], runs["alone"]["p2"])
+
+
+def test_a_picture_that_fails_to_decode_in_the_middle_of_a_batch(tmp_path, small_weights):
+    pictures = [_picture(tmp_path / f"{name}.jpg", 480, 640, flip=name in "bd") for name in "abcde"]
+    whole = pictures[2].read_bytes()
+    pictures[2].write_bytes(whole[:len(whole) // 2])  # its header is whole: it is found broken only as it is read
+    result = _run("depth", tmp_path, "--weights", small_weights, "--batch-size", "4")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stdout.split() == [str(tmp_path / f"{name}-depth.png") for name in "abde"]
+    assert f"error: {pictures[2]}: Cannot read the picture {pictures[2]} as a JPEG picture" in result.stderr
+    assert result.stderr.splitlines()[-1] == "4 written, 0 skipped, 1 failed"
+
+
+def test_a_batch_out_of_memory_falls_back_to_one_at_a_time(tmp_path, small_weights, monkeypatch, capsys):
+    """A device that fits one picture at a time (MemoryError for more), and a white picture too big even alone."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for number in range(5):
+        _picture(photos / f"p{number}.png", 48, 64, flip=number % 2 == 1)
+    Image.new("RGB", (64, 48), "white").save(photos / "p2white.png")  # in the first batch
+
+    def fits_one(x):
+        # white, after ImageNet's mean and std, averages 2.44; these pictures about 0.2
+        if x.shape[0] > 1 or bool((x.mean(dim=(1, 2, 3)) > 2).any()):
+            raise MemoryError
+
+    loaded = _watch(monkeypatch, fits_one)
+    status, out, err = _run_here(capsys, "depth", photos, "--weights", small_weights, "--bits", "16")
+    assert status == 1 and "Traceback" not in err
+    written = [photos / f"{name}-depth.png" for name in ("p0", "p1", "p2", "p3", "p4")]
+    assert out.split() == [str(p) for p in written]
+    assert f"error: {photos / 'p2white.png'}: Not enough memory for the depth estimator even for one picture" in err
+    assert err.splitlines()[-1] == "5 written, 0 skipped, 1 failed"
+    # p0 p1 p2 p2white: halved until it fits (depth.py), until the white one fails alone; then each alone, so that
+    # it fails alone; p3 p4: halved
+    assert loaded[0].batches == [4, 2, 1, 1, 2, 1, 1] + [1, 1, 1, 1] + [2, 1, 1]
+    maps = {p: _map(p) for p in written}
+    alone = tmp_path / "alone"
+    status, _, _ = _run_here(capsys, "depth", photos, "--weights", small_weights, "--bits", "16", "-o", alone,
+                             "--batch-size", "1")
+    assert status == 1 and loaded[1].batches == [1] * 6
+    for path, batched in maps.items():
+        assert np.array_equal(batched, _map(alone / path.name))  # run alone either way: the same kernels
+
+
+def test_an_interruption_while_the_thread_reads_ahead_leaves_no_thread(tmp_path, small_weights, monkeypatch,
+                                                                       capsys):
+    import re
+
+    for number in range(12):
+        _picture(tmp_path / f"p{number:02}.png", 48, 64, flip=number % 2 == 1)
+    seen_reading = []
+
+    def interrupt_the_second(x):
+        if len(loaded[0].batches) == 2:
+            seen_reading.append(bool(_read_ahead_threads()))
+            raise KeyboardInterrupt  # as Ctrl-C arrives in the main thread during a forward
+
+    loaded = _watch(monkeypatch, interrupt_the_second)
+    status, out, err = _run_here(capsys, "depth", tmp_path, "--weights", small_weights)
+    assert status == 130 and seen_reading == [True]
+    assert not _read_ahead_threads()
+    assert out.split() == [str(tmp_path / f"p{number:02}-depth.png") for number in range(4)]
+    assert sorted(tmp_path.glob("*-depth.png")) == [Path(p) for p in out.split()]
+    before, interrupted, after = err.rpartition("interrupted: ")
+    assert interrupted and "depth:" not in after and re.findall(r"(\d+)/12", before)[-1] == "4"
+
+
+def test_a_batch_size_below_one_is_refused(tmp_path, capsys):
+    from lib_depth2img import cli
+
+    for size in ("0", "-2", "two"):
+        with pytest.raises(SystemExit) as exited:
+            cli.main(["depth", str(tmp_path), "--weights", str(tmp_path / "w.pt"), "--batch-size", size])
+        assert exited.value.code == 2
+        assert f"--batch-size: '{size}' is not a whole number of pictures, 1 or more" in capsys.readouterr().err

@@ -3,6 +3,7 @@ Lightning ``Trainer.save_checkpoint``, MiDaS's own wrapper, zip and legacy layou
 safetensors with metadata. Each is indexed, recognised and read; torch's own loader is the reference."""
 
 import copy
+import json
 import shutil
 import subprocess
 import sys
@@ -72,12 +73,10 @@ def _lightning_checkpoint(path: Path, estimator: torch.nn.Module) -> None:
     trainer.save_checkpoint(str(path))
 
 
-@pytest.fixture(scope="module")
-def corpus_and_maps(tmp_path_factory):
-    """file label -> (path, the estimator it holds, the key prefix it is under), and estimator name -> the
-    saved module's expected map. About 4 GB on disk, removed afterwards. One network is alive at a time, and
-    freed before the next is built: all nine kept at once took the worker to 6.8 GB, and the kernel killed it."""
-    folder = tmp_path_factory.mktemp("corpus")
+def write_corpus(folder: Path) -> None:
+    """Every file of the corpus in ``folder``, with ``files.json`` (label -> path, estimator, key prefix) and
+    ``maps.npz`` (estimator -> the saved module's expected map). One network is alive at a time: all nine kept
+    at once took a process to 6.8 GB."""
     files, maps = {}, {}
     for name, spec in ESTIMATORS.items():
         module = _module(name)
@@ -91,7 +90,27 @@ def corpus_and_maps(tmp_path_factory):
         if name in _MORE_FILES:
             _MORE_FILES[name](folder, module, files)
         del module
-        give_back_freed_memory()  # else glibc keeps a freed ViT-L's blocks for the worker's whole life
+        give_back_freed_memory()  # else glibc keeps the freed networks' blocks, and the ViT-L comes on top
+    (folder / "files.json").write_text(json.dumps({label: [str(p), *rest] for label, (p, *rest) in files.items()}))
+    np.savez(folder / "maps.npz", **maps)
+
+
+@pytest.fixture(scope="module")
+def corpus_and_maps(tmp_path_factory):
+    """file label -> (path, the estimator it holds, the key prefix it is under), and estimator name -> the
+    saved module's expected map. About 4 GB on disk, removed afterwards. Written by a process of its own: a
+    full-size ViT-L in float32 (1.3 GB) and Lightning's import took a busy xdist worker past the 3 GB rule."""
+    pytest.importorskip("pytorch_lightning", reason="the Lightning checkpoint is written by Lightning itself")
+    folder = tmp_path_factory.mktemp("corpus")
+    code = ("import sys; from pathlib import Path; sys.path.insert(0, sys.argv[1]); "
+            "import test_weights_files; test_weights_files.write_corpus(Path(sys.argv[2]))")
+    run = subprocess.run([sys.executable, "-c", code, str(Path(__file__).parent), str(folder)], cwd=ROOT,
+                         capture_output=True, text=True, timeout=1800)
+    assert run.returncode == 0, run.stderr[-3000:]
+    listed = json.loads((folder / "files.json").read_text())
+    files = {label: (Path(path), *rest) for label, (path, *rest) in listed.items()}
+    with np.load(folder / "maps.npz") as saved:
+        maps = {name: saved[name] for name in saved.files}
     yield files, maps
     shutil.rmtree(folder)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -42,7 +43,9 @@ def main() -> None:
         # a fresh user folder would greet us with the templates dialog
         comfyui.post("/settings/Comfy.TutorialCompleted", True)
         with sync_playwright() as playwright:
-            browser = playwright.chromium.launch()
+            # Debian's Chromium, as the other browser tests (Playwright's own download may be missing)
+            chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+            browser = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-gpu"])
             page = browser.new_page(viewport={"width": 1600, "height": 900})
             errors = []
             page.on("pageerror", lambda error: errors.append(str(error)))

@@ -11,10 +11,11 @@ import os
 import numpy as np
 import pytest
 from comfyui_server import PromptFailed, running_comfyui
-from conftest import COMFYUI_DIR
 from graphs import inpaint_model_conditioning, plain_txt2img, with_probes
 from PIL import Image
 from reference import synthetic_image
+
+COMFYUI_DIR = os.environ.get("DEPTH2IMG_COMFYUI_DIR")  # not from conftest: two suites' conftest modules share that name
 
 CHANNEL_ERROR = "expected input[2, 9, 8, 8] to have 5 channels, but got 9 channels instead"
 

@@ -4,13 +4,15 @@ diffusers' / transformers' counterpart computes from the converted-back folder (
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import WEBUI_DIR
 from webui_server import webui_python
+
+WEBUI_DIR = os.environ.get("DEPTH2IMG_WEBUI_DIR")  # not from conftest: two suites' conftest modules share that name
 
 ERRORS = ("unet", "vae_encode", "vae_decode", "text_encoder", "depth_estimator")
 

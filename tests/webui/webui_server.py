@@ -62,8 +62,9 @@ def build_checkpoint(webui_dir: str, folder: Path, name: str, builder: str = "ma
     return folder / f"{name}.safetensors"
 
 
-def prepare_data_dir(data_dir: Path, checkpoint: Path) -> None:
-    """models/ with the checkpoint and its yaml linked in (models/midas stays empty), and this extension."""
+def prepare_data_dir(data_dir: Path, checkpoint: Path, extensions: tuple[Path, ...] = ()) -> None:
+    """models/ with the checkpoint and its yaml linked in (models/midas stays empty), this extension, and the
+    ``extensions`` folders (test-only ones) beside it."""
     models = data_dir / "models" / "Stable-diffusion"
     models.mkdir(parents=True)
     (data_dir / "models" / "midas").mkdir()
@@ -74,14 +75,18 @@ def prepare_data_dir(data_dir: Path, checkpoint: Path) -> None:
             shutil.copy2(path, models / path.name)
     (data_dir / "extensions").mkdir()
     (data_dir / "extensions" / "sd-webui-depth2img").symlink_to(ROOT, target_is_directory=True)
+    for extension in extensions:
+        (data_dir / "extensions" / extension.name).symlink_to(extension, target_is_directory=True)
 
 
 @contextlib.contextmanager
-def running_webui(webui_dir: str, data_dir: Path, checkpoint: Path | None = None):
-    """``checkpoint``: one already built (with its yaml beside it); default: the tiny one, built here."""
+def running_webui(webui_dir: str, data_dir: Path, checkpoint: Path | None = None,
+                  extensions: tuple[Path, ...] = ()):
+    """``checkpoint``: one already built (with its yaml beside it); default: the tiny one, built here.
+    ``extensions``: more extension folders to install beside this one (test-only probes)."""
     python = webui_python(webui_dir)
     checkpoint = checkpoint or build_checkpoint(webui_dir, data_dir / "checkpoints", CHECKPOINT)
-    prepare_data_dir(data_dir, checkpoint)
+    prepare_data_dir(data_dir, checkpoint, extensions)
     # --skip-prepare-environment skips extensions' install.py: run ours as the WebUI would.
     subprocess.run([python, str(ROOT / "install.py")], check=True, cwd=webui_dir, timeout=600,
                    env={**ENV, "PYTHONPATH": os.pathsep.join(filter(None, [webui_dir, ENV.get("PYTHONPATH")]))})
