@@ -2,10 +2,11 @@
 
 Set DEPTH2IMG_REFORGE_DIR (Panchovix/stable-diffusion-webui-reForge, main) and/or DEPTH2IMG_CLASSIC_DIR
 (Haoming02/sd-webui-forge-classic, classic) to the host's folder, each with its venv and repositories/
-(Stability-AI/stablediffusion at cf1d67a6 serves as ldm), and DEPTH2IMG_WEBUI_DIR to the original WebUI, whose
-ldm builds the checkpoint and which the parity check runs beside the host. DEPTH2IMG_FORGE_CHECKPOINT may name
-an already built checkpoint (with its yaml). The real-Forge suite's host-neutral checks run in each host; what
-differs here: the host has a depth path of its own (switched off it runs), and nothing is downloaded.
+(Stability-AI/stablediffusion at cf1d67a6 serves as ldm), and DEPTH2IMG_WEBUI_DIR to the original WebUI: its ldm
+builds the checkpoint, the parity check runs it beside the host, and its VAE-approx model.pt goes into the host's
+data folder. DEPTH2IMG_FORGE_CHECKPOINT may name an already built checkpoint (with its yaml). The real-Forge
+suite's host-neutral checks run in each host; what differs here: the host has a depth path of its own (switched
+off it runs), and nothing is downloaded.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +51,11 @@ def forge(request, tmp_path_factory, checkpoint):
     """One host at a time (their checkpoints are big): started as its README says, with this extension linked."""
     host_dir, data_dir = HOSTS[request.param], tmp_path_factory.mktemp("forge-family-data")
     prepare_data_dir(data_dir, checkpoint)
+    # reForge ships no VAE-approx model.pt and downloads it at its first generation (offline: URLError);
+    # the original WebUI ships it
+    approx = data_dir / "models" / "VAE-approx"
+    approx.mkdir()
+    shutil.copy2(Path(os.environ["DEPTH2IMG_WEBUI_DIR"]) / "models" / "VAE-approx" / "model.pt", approx)
     command = [webui_python(host_dir), "launch.py", "--skip-prepare-environment", "--skip-python-version-check",
                "--skip-torch-cuda-test", "--always-cpu", "--api", "--no-download-sd-model", "--data-dir",
                str(data_dir)]
