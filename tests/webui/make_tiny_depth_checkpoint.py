@@ -4,7 +4,9 @@ Run with the WebUI's python: ``python make_tiny_depth_checkpoint.py WEBUI_DIR OU
 Writes NAME.safetensors and NAME.yaml into OUT_DIR. Only for tests: its pictures are noise. The
 UNet, VAE and text tower are shrunk (the VAE keeps its 8x downscale, the UNet its 5 input channels);
 the MiDaS DPT-Hybrid keeps its real size, because the checkpoint's depth weights are what is tested,
-and gets the parity fixture's rule-set weights: random ones make DPT's output all zero.
+and gets the parity fixture's rule-set weights: random ones make DPT's output all zero. ``--plain`` builds
+the plain SD2 model of the same shrunk shapes instead (v2-inference.yaml: a 4-channel UNet, no MiDaS), a base
+or refiner beside the depth one.
 """
 
 import argparse
@@ -33,6 +35,7 @@ def main() -> None:
     parser.add_argument("webui", help="the WebUI folder")
     parser.add_argument("out", help="where NAME.safetensors and NAME.yaml go")
     parser.add_argument("--name", default="tiny-depth")
+    parser.add_argument("--plain", action="store_true", help="a plain SD2 model (4-channel UNet, no MiDaS)")
     args = parser.parse_args()
     repository = os.path.join(args.webui, "repositories", "stable-diffusion-stability-ai")
     sys.path.insert(0, repository)
@@ -42,7 +45,8 @@ def main() -> None:
     from safetensors.torch import save_file
 
     torch.manual_seed(0)
-    config = OmegaConf.load(os.path.join(repository, "configs", "stable-diffusion", "v2-midas-inference.yaml"))
+    config = OmegaConf.load(os.path.join(repository, "configs", "stable-diffusion",
+                                          "v2-inference.yaml" if args.plain else "v2-midas-inference.yaml"))
     params = config.model.params
     arch, text_width = smallest_text_tower(open_clip)
     unet = params.unet_config.params
@@ -59,8 +63,9 @@ def main() -> None:
     for parameter in model.model.parameters():  # ldm zero-initialises output layers: the UNet would ignore depth
         if not parameter.detach().abs().max():
             parameter.data.normal_(0, 0.05)
-    midas = model.depth_model.model
-    midas.load_state_dict(rule_weights({k: tuple(v.shape) for k, v in midas.state_dict().items()}))
+    if not args.plain:
+        midas = model.depth_model.model
+        midas.load_state_dict(rule_weights({k: tuple(v.shape) for k, v in midas.state_dict().items()}))
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
     os.makedirs(args.out, exist_ok=True)
     save_file(state, os.path.join(args.out, f"{args.name}.safetensors"))

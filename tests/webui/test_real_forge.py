@@ -148,8 +148,10 @@ def test_the_same_picture_as_the_original_webui_far_closer_than_inverted_depth(f
     hosts = np.abs(pixels(in_forge) - pixels(in_webui))
     control = np.abs(pixels(in_forge) - pixels(inverted))
     depth_maps = np.abs(pixels(in_forge, 1) - pixels(in_webui, 1))
-    print(f"\nForge vs original WebUI: picture max {hosts.max():.1f}/255, mean {hosts.mean():.2f}/255; "
-          f"depth map max {depth_maps.max():.1f}/255; control (inverted depth): mean {control.mean():.2f}/255")
+    correlation = np.corrcoef(pixels(in_forge, 1).ravel(), pixels(in_webui, 1).ravel())[0, 1]
+    print(f"\n{getattr(forge, 'name', 'Forge')} vs original WebUI: picture max {hosts.max():.1f}/255, mean "
+          f"{hosts.mean():.2f}/255; depth map max {depth_maps.max():.1f}/255, correlation {correlation:.4f}; "
+          f"control (inverted depth): mean {control.mean():.2f}/255")
     assert depth_maps.max() <= 2  # the same depth, from the same weights, by the same code
     assert hosts.mean() * 5 < control.mean()
 

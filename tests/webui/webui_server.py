@@ -52,11 +52,13 @@ ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "GRADIO
        "PYTHONUNBUFFERED": "1"}
 
 
-def build_checkpoint(webui_dir: str, folder: Path, name: str, builder: str = "make_tiny_depth_checkpoint.py") -> Path:
-    """NAME.safetensors and NAME.yaml in ``folder``, made by one of the builders beside this file."""
+def build_checkpoint(webui_dir: str, folder: Path, name: str, builder: str = "make_tiny_depth_checkpoint.py",
+                     plain: bool = False) -> Path:
+    """NAME.safetensors and NAME.yaml in ``folder``, made by one of the builders beside this file (``plain``:
+    the tiny builder's plain SD2 model)."""
     folder.mkdir(parents=True, exist_ok=True)
     subprocess.run([webui_python(webui_dir), str(Path(__file__).parent / builder), webui_dir, str(folder),
-                    "--name", name], check=True, env=ENV, cwd=webui_dir, timeout=900)
+                    "--name", name, *(["--plain"] if plain else [])], check=True, env=ENV, cwd=webui_dir, timeout=900)
     return folder / f"{name}.safetensors"
 
 
