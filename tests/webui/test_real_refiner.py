@@ -8,7 +8,7 @@ is the other half.
 img2img encodes its init picture by sampling the VAE's posterior with the global torch generator
 (ldm's ``get_first_stage_encoding``), which the run before reseeded at its noise and then advanced (loading a
 checkpoint draws from it): an img2img run repeats exactly only after a run like it, so each comparison is
-preceded by one. The tiny model's random VAE is so wide that this alone changes a picture by about 0.5/255.
+preceded by one. The tiny models' random VAEs are so wide that this alone changed a picture by 0.5 to 0.8/255 here.
 """
 
 from __future__ import annotations
