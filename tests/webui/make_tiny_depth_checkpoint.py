@@ -63,6 +63,10 @@ def main() -> None:
     for parameter in model.model.parameters():  # ldm zero-initialises output layers: the UNet would ignore depth
         if not parameter.detach().abs().max():
             parameter.data.normal_(0, 0.05)
+    # An untrained final LayerNorm (weight 1, bias 0) leaves every token's features with mean 0, so the whole
+    # text conditioning's mean is float noise, exactly 0.0 for some prompts ("a house by a lake" with --plain):
+    # the WebUI's emphasis step divides by that mean (sd_emphasis.EmphasisOriginal) and the UNet gets NaN.
+    model.cond_stage_model.model.ln_final.bias.data.normal_(0.05, 0.05)
     if not args.plain:
         midas = model.depth_model.model
         midas.load_state_dict(rule_weights({k: tuple(v.shape) for k, v in midas.state_dict().items()}))
