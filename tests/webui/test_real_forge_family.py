@@ -11,14 +11,13 @@ off it runs), and nothing is downloaded.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import re
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
+from test_real_browser import PICTURE_TABS, preview_depth_of_the_picture_in_tab
 from test_real_forge import (  # noqa: F401  (collected here, run against each host of this module)
     _img2img,
     _payload,
@@ -153,41 +152,6 @@ def page(forge):
         yield opened
 
 
-# the img2img tabs (their buttons' words) and their gr.Image's elem id, as in the original WebUI
-PICTURE_TABS = (("img2img", "img2img_image"), ("Sketch", "img2img_sketch"), ("Inpaint", "img2maskimg"),
-                ("Inpaint sketch", "inpaint_sketch"), ("Inpaint upload", "img_inpaint_base"))
-
-
 @pytest.mark.parametrize(("tab", "elem_id"), PICTURE_TABS)
 def test_preview_depth_finds_the_picture_of_each_img2img_tab(page, tmp_path, tab, elem_id):
-    """A picture of its own size in each tab, so the message names the picture of this tab, not the last one."""
-    from test_real_browser import ARTIFACTS
-
-    size = 256 - 8 * [name for name, _ in PICTURE_TABS].index(tab)
-    page.locator("#tabs > .tab-nav button", has_text="img2img").first.click()
-    page.wait_for_function("() => { const s = document.querySelectorAll('#depth2img_img2img_status'); "
-                           "return s.length && s[s.length - 1].textContent.includes('Depth is active'); }")
-    page.locator("#mode_img2img > .tab-nav button").filter(has_text=re.compile(f"^\\s*{tab}\\s*$")).click()
-    picture = tmp_path / "picture.png"
-    _picture(size=size).save(picture)
-    page.locator(f"#{elem_id} input[type=file]").first.set_input_files(str(picture))
-    page.wait_for_timeout(1000)  # gradio hands the upload to the server-side value
-    if "Inpaint" in tab and tab != "Inpaint upload":  # a stroke, as people make: until one, the editor's mask
-        box = page.locator(f"#{elem_id}").bounding_box()  # is no picture, and gradio fails every event (host's)
-        page.mouse.move(box["x"] + box["width"] * 0.4, box["y"] + box["height"] * 0.4)
-        page.mouse.down()
-        page.mouse.move(box["x"] + box["width"] * 0.6, box["y"] + box["height"] * 0.6, steps=5)
-        page.mouse.up()
-        page.wait_for_timeout(1000)
-    page.locator("#depth2img_img2img_preview_button").click()
-    with contextlib.suppress(Exception):  # on a timeout, the message and the page say more
-        page.wait_for_function("(size) => { const m = document.querySelectorAll("
-                               "'#depth2img_img2img_preview_message'); "
-                               "return m.length && m[m.length - 1].textContent.includes(size); }",
-                               arg=f"{size}x{size}", timeout=30_000)
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"{page.host_name}-preview-{elem_id}.png"), full_page=True)
-    message = page.locator("#depth2img_img2img_preview_message").last.text_content()
-    assert f"Depth of the {size}x{size} picture" in message
-    assert page.locator("#depth2img_img2img_preview img").last.is_visible()
-    assert page.errors == []
+    preview_depth_of_the_picture_in_tab(page, tmp_path, tab, elem_id, page.host_name)
