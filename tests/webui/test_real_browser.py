@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import io
 import os
@@ -94,7 +95,31 @@ def preview_depth_of_the_picture_in_tab(page, tmp_path: Path, tab: str, elem_id:
     message = page.locator("#depth2img_img2img_preview_message").last.text_content()
     assert f"Depth of the {size}x{size} picture" in message
     assert page.locator("#depth2img_img2img_preview img").last.is_visible()
+    # The size names the tab's picture, not which of its layers was taken: a ForgeCanvas's scribble layer has
+    # the picture's size too. The host's depth route, handed the file itself, says what its depth looks like
+    # (|r|: the accordion's settings, left by earlier tests, may invert it).
+    shown = _depth_shown_in_preview(page)
+    expected = _depth_from_the_route(page, picture, size)
+    correlation = np.corrcoef(shown.ravel(), expected.ravel())[0, 1]
+    print(f"\n{host_name} {tab}: preview vs the depth route's map of the file, correlation {correlation:.3f}")
+    assert abs(correlation) > 0.9
     assert page.errors == []
+
+
+def _depth_shown_in_preview(page) -> np.ndarray:
+    source = page.evaluate("() => { const i = document.querySelectorAll('#depth2img_img2img_preview img'); "
+                           "return i[i.length - 1].src; }")
+    data = (base64.b64decode(source.split(",", 1)[1]) if source.startswith("data:")  # gradio 3: inline
+            else page.request.get(source).body())  # gradio 4: a file URL
+    return np.asarray(Image.open(io.BytesIO(data)).convert("L"), dtype=float)
+
+
+def _depth_from_the_route(page, picture: Path, size: int) -> np.ndarray:
+    origin = page.evaluate("() => location.origin")
+    answer = page.request.post(f"{origin}/depth2img/v1/depth", timeout=120_000,
+                               data={"image": base64.b64encode(picture.read_bytes()).decode(), "width": size})
+    assert answer.ok, answer.text()[:2000]
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(answer.json()["image"]))).convert("L"), dtype=float)
 
 
 def test_txt2img_notice_for_the_depth_checkpoint(page, webui):

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from forge_server import running_forge
 from PIL import Image
+from test_real_browser import PICTURE_TABS, preview_depth_of_the_picture_in_tab
 from test_real_webui import SIZE, _b64, _decode, _depth_map_b64, _expected_map, _mask, _picture, _similar
 from webui_server import build_checkpoint, running_webui
 
@@ -164,22 +165,11 @@ def page(forge):
         yield opened
 
 
-def test_preview_depth_of_the_picture_in_forges_canvas(page, tmp_path):
-    from test_real_browser import ARTIFACTS
-
-    page.locator("#tabs > .tab-nav button", has_text="img2img").first.click()
-    page.wait_for_function("() => { const s = document.querySelectorAll('#depth2img_img2img_status'); "
-                           "return s.length && s[s.length - 1].textContent.includes('Depth is active'); }")
-    picture = tmp_path / "picture.png"
-    _picture(size=256).save(picture)
-    page.locator("#img2img_image input[type=file]").set_input_files(str(picture))
-    page.wait_for_timeout(2000)  # the canvas hands its picture to its hidden input
-    page.locator("#depth2img_img2img_preview_button").click()
-    page.locator("#depth2img_img2img_preview img").wait_for(state="visible")
-    assert "256x256" in page.locator("#depth2img_img2img_preview_message").last.text_content()
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / "forge-img2img-preview.png"), full_page=True)
-    assert page.errors == []
+@pytest.mark.parametrize(("tab", "elem_id"), PICTURE_TABS)
+def test_preview_depth_finds_the_picture_of_each_img2img_tab(page, tmp_path, tab, elem_id):
+    """Forge's first four tabs are ForgeCanvas blocks, whose picture reaches the server through a hidden input;
+    its Inpaint upload tab stays a gr.Image."""
+    preview_depth_of_the_picture_in_tab(page, tmp_path, tab, elem_id, "forge")
 
 
 def test_another_estimator_from_the_models_folder_in_forge(forge):
