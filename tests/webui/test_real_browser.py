@@ -85,24 +85,33 @@ def preview_depth_of_the_picture_in_tab(page, tmp_path: Path, tab: str, elem_id:
         page.mouse.move(box["x"] + box["width"] * 0.6, box["y"] + box["height"] * 0.6, steps=5)
         page.mouse.up()
         page.wait_for_timeout(1000)
-    page.locator("#depth2img_img2img_preview_button").click()
-    with contextlib.suppress(Exception):  # on a timeout, the message and the page say more
-        page.wait_for_function("(size) => { const m = document.querySelectorAll("
-                               "'#depth2img_img2img_preview_message'); "
-                               "return m.length && m[m.length - 1].textContent.includes(size); }",
-                               arg=f"{size}x{size}", timeout=30_000)
+    # Up to three clicks: a gradio 3 sketch editor still drawing the upload hands over its blank 300x150 canvas
+    # (seen once in v1.10.1's Sketch tab on a loaded machine), as a person would see and click again.
+    for attempt in range(3):
+        page.locator("#depth2img_img2img_preview_button").click()
+        with contextlib.suppress(Exception):  # on a timeout, the message and the page say more
+            page.wait_for_function("(size) => { const m = document.querySelectorAll("
+                                   "'#depth2img_img2img_preview_message'); "
+                                   "return m.length && m[m.length - 1].textContent.includes(size); }",
+                                   arg=f"{size}x{size}", timeout=20_000)
+            break
+        print(f"\n{host_name} {tab}: click {attempt + 1} showed "
+              f"{page.locator('#depth2img_img2img_preview_message').last.text_content()!r}")
+        page.wait_for_timeout(2000)
     _screenshot(page, f"{host_name}-preview-{elem_id}")
     message = page.locator("#depth2img_img2img_preview_message").last.text_content()
     assert f"Depth of the {size}x{size} picture" in message
     assert page.locator("#depth2img_img2img_preview img").last.is_visible()
     # The size names the tab's picture, not which of its layers was taken: a ForgeCanvas's scribble layer has
     # the picture's size too. The host's depth route, handed the file itself, says what its depth looks like
-    # (|r|: the accordion's settings, left by earlier tests, may invert it).
+    # (|r|: the accordion's settings, left by earlier tests, may invert it). In Inpaint sketch the WebUI paints
+    # the stroke into the picture itself, so its depth differs from the file's a little there (r 0.89 in v1.10.1,
+    # against 0.99 in the other tabs); a wrong layer (a mask, a blank scribble) has a flat depth: r near 0.
     shown = _depth_shown_in_preview(page)
     expected = _depth_from_the_route(page, picture, size)
     correlation = np.corrcoef(shown.ravel(), expected.ravel())[0, 1]
     print(f"\n{host_name} {tab}: preview vs the depth route's map of the file, correlation {correlation:.3f}")
-    assert abs(correlation) > 0.9
+    assert abs(correlation) > 0.8
     assert page.errors == []
 
 
