@@ -20,14 +20,21 @@ from lib_depth2img.webui.hosts import attribute_or
 
 RESIZE_NOTE = ("A depth map or picture for depth of another aspect ratio is fitted as the Resize mode above says: "
                "Just resize stretches it, Crop and resize crops it, Resize and fill fills the rest from its edges.")
-# Puts the selected img2img tab's index first (get_tab_index is the WebUI's); inline, so no global.
-SELECTED_TAB_FIRST = ("(...args) => { args[0] = typeof get_tab_index === 'function' ? "
-                      "get_tab_index('mode_img2img') : -1; return args; }")
 IMG2IMG_TABS = ("img2img_img2img_tab", "img2img_img2img_sketch_tab", "img2img_inpaint_tab",
                 "img2img_inpaint_sketch_tab", "img2img_inpaint_upload_tab", "img2img_batch_tab")
 TXT2IMG_SIZE = ("txt2img_width", "txt2img_height")
 ADJUSTMENT_ROWS = (("near", "far"), ("gamma", "blur"))
 PREVIEW_HEIGHT = 256
+
+
+def selected_tab_first(count: int) -> str:
+    """The js that puts the selected img2img tab's index (get_tab_index is the WebUI's; inline, so no global)
+    into the first of the event's ``count`` inputs, and hands back the inputs alone: gradio passes js the
+    outputs' values after the inputs', and gradio 4's client, handed more values than inputs, gives each
+    gr.State input None without using up a value, so each input after a State gets its neighbour's value
+    (in Forge, inputs after txt2img's size placeholders got None)."""
+    return ("(...args) => { args[0] = typeof get_tab_index === 'function' ? "
+            f"get_tab_index('mode_img2img') : -1; return args.slice(0, {count}); }}")
 
 
 def page_components(is_img2img: bool) -> tuple[str, ...]:
@@ -156,8 +163,9 @@ def _wire_preview(gr, button, image, message, picture_inputs: dict, page: dict, 
         picture, words = preview.preview_depth(*values)
         return gr.update(value=picture, visible=picture is not None), words
 
-    button.click(fn=wrap_queued_call(show_preview), _js=SELECTED_TAB_FIRST if is_img2img else None,
-                 inputs=[tab_index, *pictures, *controls, *size], outputs=[image, message])
+    inputs = [tab_index, *pictures, *controls, *size]
+    button.click(fn=wrap_queued_call(show_preview), _js=selected_tab_first(len(inputs)) if is_img2img else None,
+                 inputs=inputs, outputs=[image, message])
 
 
 def _control(gr, name: str, default, meta, elem_id: str, visible: bool = True):
