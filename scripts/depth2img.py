@@ -18,7 +18,7 @@ ui.register_callbacks()
 
 class Depth2ImgScript(scripts.Script):
     def __init__(self):
-        self.picture_inputs, self.page = {}, {}
+        self.picture_inputs, self.paint, self.page = {}, {}, {}
         self.watching = False
 
     def title(self):
@@ -34,11 +34,12 @@ class Depth2ImgScript(scripts.Script):
             ui.watch_components(self, self.page)
             if is_img2img:
                 self.picture_inputs = dict.fromkeys(HOST.picture_inputs)
-                ui.watch_pictures(self, self.picture_inputs)
+                ui.watch_pictures(self, self.picture_inputs, self.paint)
         return scripts.AlwaysVisible
 
     def ui(self, is_img2img):
-        controls, self.infotext_fields = ui.build_controls(self.elem_id, self.picture_inputs, self.page, is_img2img)
+        controls, self.infotext_fields = ui.build_controls(self.elem_id, self.picture_inputs, self.page, is_img2img,
+                                                           self.paint)
         return controls
 
     def before_process(self, p, *args):

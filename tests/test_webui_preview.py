@@ -53,3 +53,34 @@ def test_preview_of_an_uploaded_map_with_adjustments(webui, depth_model, tmp_pat
     assert np.asarray(image)[:, 0].mean() > 250 and np.asarray(image)[:, -1].mean() < 5  # inverted ramp
     no_map = DepthArgs(depth_source="upload").to_script_args()
     assert preview.preview_depth(0, _picture(), None, None, None, None, *no_map) == (None, preview.NO_MAP)
+
+
+def test_preview_in_a_forge_sketch_tab_lays_the_paint_over_the_picture(webui, depth_model):
+    """Forge's sketch canvases hand the picture (RGBA) and the paint (a transparent RGBA layer of its size) apart,
+    and its img2img lays the paint over the picture (Image.alpha_composite, modes 1 and 3): the preview must show
+    the depth of what Forge generates from, the picture painted by hand here."""
+    from PIL import Image, ImageDraw
+
+    from lib_depth2img.webui import preview
+
+    picture = _picture()
+    paint = Image.new("RGBA", picture.size, (0, 0, 0, 0))
+    ImageDraw.Draw(paint).rectangle((60, 30, 130, 90), fill=(255, 255, 255, 255))
+    by_hand = picture.copy()
+    by_hand.paste((255, 255, 255), (60, 30, 131, 91))
+    settings = DepthArgs().to_script_args()
+
+    def shown(tab, tab_picture, layers=(None, None)):
+        pictures = [None] * len(preview.picture_inputs())
+        pictures[tab] = tab_picture
+        image, message = preview.preview_depth(tab, *pictures, *settings, None, None, *layers)
+        assert image is not None, message
+        return np.asarray(image, dtype=int)
+
+    expected, plain = shown(0, by_hand), shown(0, picture)
+    assert np.abs(expected - plain).mean() > 1  # the paint changes the depth, so a preview without it fails
+    background = picture.convert("RGBA")  # as Forge's LogicalImage hands it
+    assert np.array_equal(shown(1, background, (paint, None)), expected)  # Sketch
+    assert np.array_equal(shown(3, background, (None, paint)), expected)  # Inpaint sketch
+    assert np.array_equal(shown(1, background, (None, paint)), plain)  # the other tab's paint is not this one's
+    assert np.array_equal(shown(1, background), plain)  # the WebUI, reForge, Classic: no layers apart

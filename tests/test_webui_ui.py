@@ -36,7 +36,8 @@ class Textbox:  # ForgeCanvas's LogicalImage inputs are Textboxes
 def test_preview_finds_each_tabs_picture_whatever_the_host_made_it_of(webui):
     """As the page is built: gr.Image components with the tabs' elem ids (the original WebUI, reForge, Forge
     Classic), or ForgeCanvas blocks followed by their two hidden inputs, the background one holding the picture
-    (Forge: its inpaint upload tab stays a gr.Image)."""
+    (Forge: its inpaint upload tab stays a gr.Image). The foreground input of a sketch tab's canvas is kept as its
+    paint; Inpaint's is the mask, never laid over the picture."""
     from modules import scripts
 
     from lib_depth2img.webui import hosts, ui
@@ -44,12 +45,14 @@ def test_preview_finds_each_tabs_picture_whatever_the_host_made_it_of(webui):
     for canvases in ((), hosts.PICTURE_INPUTS[:4]):
         webui.callbacks.callbacks["after_component"].clear()
         script = webui.script_module.Depth2ImgScript()
-        found, made = dict.fromkeys(hosts.PICTURE_INPUTS), {}
-        ui.watch_pictures(script, found)
+        found, made, paint, layers = dict.fromkeys(hosts.PICTURE_INPUTS), {}, {}, {}
+        ui.watch_pictures(script, found, paint)
         for elem_id in hosts.PICTURE_INPUTS:
             if elem_id in canvases:
                 scripts.component_made([script], HTML(), elem_id=elem_id)
-                scripts.component_made([script], Textbox(), elem_id="uuid_1", elem_classes=["logical_image_foreground"])
+                layers[elem_id] = Textbox()
+                scripts.component_made([script], layers[elem_id], elem_id="uuid_1",
+                                       elem_classes=["logical_image_foreground"])
                 made[elem_id] = Textbox()
                 scripts.component_made([script], made[elem_id], elem_id="uuid_1",
                                        elem_classes=["logical_image_background"])
@@ -58,6 +61,7 @@ def test_preview_finds_each_tabs_picture_whatever_the_host_made_it_of(webui):
                 scripts.component_made([script], made[elem_id], elem_id=elem_id)
             scripts.component_made([script], Image(), elem_id="another_picture")  # the page's other pictures
         assert found == made
+        assert paint == {name: layers[name] for name in ("img2img_sketch", "inpaint_sketch") if name in canvases}
 
 
 def test_the_original_webui_is_told_by_ldm_without_modules_forge(webui):

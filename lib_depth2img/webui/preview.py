@@ -15,6 +15,7 @@ from lib_depth2img.picture_files import open_picture
 from lib_depth2img.pipeline import condition_depth_map, condition_pictures
 from lib_depth2img.user_depth import RESIZE_MODE_OF_FIT, read_depth_map
 from lib_depth2img.webui import generation
+from lib_depth2img.webui.hosts import SKETCH_INPUTS
 from lib_depth2img.webui.pictures import fit_picture, pil_to_tensor
 
 NO_PICTURE = "Load a picture in the img2img or inpaint tab first."
@@ -33,14 +34,25 @@ def _picture(value) -> Image.Image | None:
     return value if isinstance(value, Image.Image) else None
 
 
+def _painted(picture: Image.Image, paint) -> Image.Image:
+    """The picture with the paint laid over it, as Forge lays its canvas's layers before it generates."""
+    if not isinstance(paint, Image.Image) or paint.size != picture.size:
+        return picture
+    return Image.alpha_composite(picture.convert("RGBA"), paint.convert("RGBA"))
+
+
 def preview_depth(tab_index, *values) -> tuple[Image.Image | None, str]:
     """Returns (depth picture or None, a message for people). ``tab_index``: the selected img2img tab, -1 in
-    txt2img; ``values``: the pictures, the settings, then txt2img's width and height (absent or None in img2img)."""
+    txt2img; ``values``: the pictures, the settings, txt2img's width and height (absent or None in img2img),
+    then the paint layers of ``SKETCH_INPUTS`` (absent or None where the host keeps none apart)."""
     count, settings_count = len(picture_inputs()), len(DepthArgs.names())
     pictures, settings = values[:count], values[count:count + settings_count]
-    width, height = (*values[count + settings_count:], None, None)[:2]
+    tail = 2 + len(SKETCH_INPUTS)
+    width, height, *paint = (*values[count + settings_count:], *[None] * tail)[:tail]
     index = int(tab_index) if isinstance(tab_index, (int, float)) else -1
     picture = _picture(pictures[index]) if 0 <= index < len(pictures) else None
+    if picture is not None and picture_inputs()[index] in SKETCH_INPUTS:
+        picture = _painted(picture, paint[SKETCH_INPUTS.index(picture_inputs()[index])])
     size = (int(height), int(width)) if isinstance(width, (int, float)) and isinstance(height, (int, float)) else None
     try:
         args = DepthArgs.from_script_args(settings)

@@ -16,7 +16,7 @@ from modules import script_callbacks, scripts, shared
 from lib_depth2img.estimators import non_commercial_note
 from lib_depth2img.generation_args import DepthArgs, setting_metadata
 from lib_depth2img.webui import batch_names, extra_estimators, generation, option_keys, preview
-from lib_depth2img.webui.hosts import attribute_or
+from lib_depth2img.webui.hosts import SKETCH_INPUTS, attribute_or
 
 RESIZE_NOTE = ("A depth map or picture for depth of another aspect ratio is fitted as the Resize mode above says: "
                "Just resize stretches it, Crop and resize crops it, Resize and fill fills the rest from its edges.")
@@ -32,7 +32,7 @@ def selected_tab_first(count: int) -> str:
     into the first of the event's ``count`` inputs, and hands back the inputs alone: gradio passes js the
     outputs' values after the inputs', and gradio 4's client, handed more values than inputs, gives each
     gr.State input None without using up a value, so each input after a State gets its neighbour's value
-    (in Forge, inputs after txt2img's size placeholders got None)."""
+    (in Forge the sketch layers, after txt2img's size placeholders, got None)."""
     return ("(...args) => { args[0] = typeof get_tab_index === 'function' ? "
             f"get_tab_index('mode_img2img') : -1; return args.slice(0, {count}); }}")
 
@@ -48,11 +48,12 @@ def watch_components(script, found: dict) -> None:
         script.on_after_component(lambda c, e=elem_id: found.__setitem__(e, c.component), elem_id=elem_id)
 
 
-def watch_pictures(script, found: dict) -> None:
+def watch_pictures(script, found: dict, paint: dict) -> None:
     """Fills ``found[elem id]`` with each img2img tab's picture input as the page builds it, whatever the host
     made it of: the gr.Image with that elem id (the original WebUI, reForge, Forge Classic), or, where the elem
     id names an HTML block (a ForgeCanvas: Forge), the hidden input classed ``logical_image_background`` that
-    follows it, which hands the picture over as a PIL picture."""
+    follows it, which hands the picture over as a PIL picture. A sketch tab's canvas (``SKETCH_INPUTS``) also
+    fills ``paint[elem id]`` with its ``logical_image_foreground`` input, the paint Forge lays over the picture."""
     from modules import script_callbacks
 
     waiting: list[str] = []
@@ -67,16 +68,21 @@ def watch_pictures(script, found: dict) -> None:
         script.on_after_component(lambda c, e=elem_id: tab_picture(c.component, e), elem_id=elem_id)
 
     def canvas_picture(component, **kwargs):
-        if waiting and "logical_image_background" in (kwargs.get("elem_classes") or ()):
+        classes = kwargs.get("elem_classes") or ()
+        if waiting and waiting[0] in SKETCH_INPUTS and "logical_image_foreground" in classes:
+            paint[waiting[0]] = component
+        if waiting and "logical_image_background" in classes:
             found[waiting.pop(0)] = component
 
     script_callbacks.on_after_component(canvas_picture)
 
 
-def build_controls(elem_id, picture_inputs: dict, page: dict, is_img2img: bool) -> tuple[list, list]:
+def build_controls(elem_id, picture_inputs: dict, page: dict, is_img2img: bool,
+                   paint: dict | None = None) -> tuple[list, list]:
     """The accordion's controls in ``DepthArgs`` field order, and the infotext fields that restore them.
 
-    ``picture_inputs``: the img2img tabs' picture components by elem id, for Preview depth; ``page``: the
+    ``picture_inputs``: the img2img tabs' picture components by elem id, for Preview depth, and ``paint`` the
+    sketch tabs' paint layers where the host keeps them apart (see ``watch_pictures``); ``page``: the
     components named by ``page_components``, where found.
     """
     import gradio as gr  # only when the UI is built: generations and the API do not need it
@@ -127,7 +133,8 @@ def build_controls(elem_id, picture_inputs: dict, page: dict, is_img2img: bool) 
                                      visible=False, elem_id=f"depth2img_{tab}_preview")
     controls = [made[name] for name in DepthArgs.names()]
     _show_what_applies(gr, made, picture_box, adjustments, page)
-    _wire_preview(gr, preview_button, preview_image, preview_message, picture_inputs, page, controls, is_img2img)
+    _wire_preview(gr, preview_button, preview_image, preview_message, picture_inputs, paint or {}, page, controls,
+                  is_img2img)
     infotext_fields = [(made[name], _restore_from_infotext(name)) for name in DepthArgs.names()
                        if tab in setting_metadata(name)["tabs"]]
     return controls, infotext_fields
@@ -152,18 +159,19 @@ def _show_what_applies(gr, made: dict, picture_box, adjustments, page: dict) -> 
                                  outputs=[made["depth_map_folder"]])
 
 
-def _wire_preview(gr, button, image, message, picture_inputs: dict, page: dict, controls: list,
+def _wire_preview(gr, button, image, message, picture_inputs: dict, paint: dict, page: dict, controls: list,
                   is_img2img: bool) -> None:
     from modules.call_queue import wrap_queued_call
 
     tab_index = gr.Number(value=-1, visible=False)
     pictures = [picture_inputs.get(name) or gr.State(None) for name in preview.picture_inputs()]
     size = [page.get(name) or gr.State(None) for name in TXT2IMG_SIZE]
+    paint_layers = [paint.get(name) or gr.State(None) for name in SKETCH_INPUTS]
     def show_preview(*values):  # the picture takes room only once there is one
         picture, words = preview.preview_depth(*values)
         return gr.update(value=picture, visible=picture is not None), words
 
-    inputs = [tab_index, *pictures, *controls, *size]
+    inputs = [tab_index, *pictures, *controls, *size, *paint_layers]
     button.click(fn=wrap_queued_call(show_preview), _js=selected_tab_first(len(inputs)) if is_img2img else None,
                  inputs=inputs, outputs=[image, message])
 

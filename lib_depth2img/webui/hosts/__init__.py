@@ -21,6 +21,10 @@ from torch import nn
 
 # The img2img tabs' picture inputs, in the tabs' order: gr.Image components, or ForgeCanvas blocks in Forge.
 PICTURE_INPUTS = ("img2img_image", "img2img_sketch", "img2maskimg", "inpaint_sketch", "img_inpaint_base")
+# The tabs painted in: the WebUI's color-sketch gr.Image hands the picture with the paint on it, but a
+# ForgeCanvas keeps the paint in a layer of its own, which Forge lays over the picture before it generates
+# (img2img.py, modes 1 and 3); the Inpaint canvas's layer is the mask, which it does not lay over.
+SKETCH_INPUTS = ("img2img_sketch", "inpaint_sketch")
 
 
 @dataclass(frozen=True)
