@@ -79,12 +79,7 @@ def preview_depth_of_the_picture_in_tab(page, tmp_path: Path, tab: str, elem_id:
     page.locator(f"#{elem_id} input[type=file]").first.set_input_files(str(picture))
     page.wait_for_timeout(1000)  # gradio hands the upload to the server-side value
     if "Inpaint" in tab and tab != "Inpaint upload":  # a stroke, as people make: until one, the editor's mask
-        box = page.locator(f"#{elem_id}").bounding_box()  # is no picture, and gradio fails every event (host's)
-        page.mouse.move(box["x"] + box["width"] * 0.4, box["y"] + box["height"] * 0.4)
-        page.mouse.down()
-        page.mouse.move(box["x"] + box["width"] * 0.6, box["y"] + box["height"] * 0.6, steps=5)
-        page.mouse.up()
-        page.wait_for_timeout(1000)
+        stroke(page, elem_id)  # is no picture, and gradio fails every event (host's)
     # Up to three clicks: a gradio 3 sketch editor still drawing the upload hands over its blank 300x150 canvas
     # (seen once in v1.10.1's Sketch tab on a loaded machine), as a person would see and click again.
     for attempt in range(3):
@@ -104,18 +99,31 @@ def preview_depth_of_the_picture_in_tab(page, tmp_path: Path, tab: str, elem_id:
     assert page.locator("#depth2img_img2img_preview img").last.is_visible()
     # The size names the tab's picture, not which of its layers was taken: a ForgeCanvas's scribble layer has
     # the picture's size too. The host's depth route, handed the file itself, says what its depth looks like
-    # (|r|: the accordion's settings, left by earlier tests, may invert it). In Inpaint sketch the WebUI paints
-    # the stroke into the picture itself, so its depth differs from the file's a little there (r 0.89 in v1.10.1,
-    # against 0.99 in the other tabs); a wrong layer (a mask, a blank scribble) has a flat depth: r near 0.
-    shown = _depth_shown_in_preview(page)
+    # (|r|: the accordion's settings, left by earlier tests, may invert it). In Inpaint sketch the host paints
+    # the stroke into the picture, so its depth differs from the file's there (r 0.89 in v1.10.1, 0.76 in Forge,
+    # whose default brush is wider, against 0.99 in the other tabs); a wrong layer (a mask, a blank scribble) has
+    # a flat depth: r near 0.
+    shown = depth_shown_in_preview(page)
     expected = _depth_from_the_route(page, picture, size)
     correlation = np.corrcoef(shown.ravel(), expected.ravel())[0, 1]
     print(f"\n{host_name} {tab}: preview vs the depth route's map of the file, correlation {correlation:.3f}")
-    assert abs(correlation) > 0.8
+    assert abs(correlation) > 0.6
     assert page.errors == []
 
 
-def _depth_shown_in_preview(page) -> np.ndarray:
+def stroke(page, elem_id: str) -> None:
+    """A stroke across the middle of the picture input, as people paint or mask (in view first: a click on the
+    accordion's button below may have scrolled it away, and a stroke off the screen reaches nothing)."""
+    page.locator(f"#{elem_id}").scroll_into_view_if_needed()
+    box = page.locator(f"#{elem_id}").bounding_box()
+    page.mouse.move(box["x"] + box["width"] * 0.4, box["y"] + box["height"] * 0.4)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * 0.6, box["y"] + box["height"] * 0.6, steps=5)
+    page.mouse.up()
+    page.wait_for_timeout(1000)
+
+
+def depth_shown_in_preview(page) -> np.ndarray:
     source = page.evaluate("() => { const i = document.querySelectorAll('#depth2img_img2img_preview img'); "
                            "return i[i.length - 1].src; }")
     data = (base64.b64decode(source.split(",", 1)[1]) if source.startswith("data:")  # gradio 3: inline

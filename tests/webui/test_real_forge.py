@@ -7,14 +7,16 @@ beside Forge. DEPTH2IMG_FORGE_CHECKPOINT may name an already built one (with its
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 from forge_server import running_forge
 from PIL import Image
-from test_real_browser import PICTURE_TABS, preview_depth_of_the_picture_in_tab
+from test_real_browser import PICTURE_TABS, depth_shown_in_preview, preview_depth_of_the_picture_in_tab, stroke
 from test_real_webui import SIZE, _b64, _decode, _depth_map_b64, _expected_map, _mask, _picture, _similar
 from webui_server import build_checkpoint, running_webui
 
@@ -170,6 +172,46 @@ def test_preview_depth_finds_the_picture_of_each_img2img_tab(page, tmp_path, tab
     """Forge's first four tabs are ForgeCanvas blocks, whose picture reaches the server through a hidden input;
     its Inpaint upload tab stays a gr.Image."""
     preview_depth_of_the_picture_in_tab(page, tmp_path, tab, elem_id, "forge")
+
+
+@pytest.mark.parametrize(("tab", "elem_id", "painted"), [("Sketch", "img2img_sketch", True),
+                                                      ("Inpaint sketch", "inpaint_sketch", True),
+                                                      ("Inpaint", "img2maskimg", False),
+                                                      ("img2img", "img2img_image", False)])
+def test_preview_depth_of_a_sketch_tab_has_the_paint_on_it(page, tmp_path, tab, elem_id, painted):
+    """Forge lays a sketch canvas's paint over the picture before it generates (its img2img.py, modes 1 and 3):
+    a white stroke (the default brush) changes the preview there. Inpaint's strokes are the mask, not paint, and
+    the img2img canvas takes none (no_scribbles): the preview stays."""
+    def preview() -> np.ndarray:
+        before = page.evaluate("() => { const i = document.querySelectorAll('#depth2img_img2img_preview img'); "
+                               "return i.length ? i[i.length - 1].src : ''; }")
+        page.locator("#depth2img_img2img_preview_button").click()
+        with contextlib.suppress(Exception):  # an unchanged map may keep its file, so its address
+            page.wait_for_function("(before) => { const i = document.querySelectorAll("
+                                   "'#depth2img_img2img_preview img'); return i.length && i[i.length - 1].src "
+                                   "&& i[i.length - 1].src !== before; }", arg=before, timeout=20_000)
+        return depth_shown_in_preview(page)
+
+    def strokes() -> str:  # the canvas's stroke layer, as the page holds it for gradio
+        return page.evaluate("(id) => { const c = document.querySelector(`#${id} [id^=container_uuid_]`); "
+                             "const uuid = c.id.slice('container_'.length); return document.querySelector("
+                             "`#${uuid}.logical_image_foreground textarea`).value; }", elem_id)
+
+    page.locator("#tabs > .tab-nav button", has_text="img2img").first.click()
+    page.locator("#mode_img2img > .tab-nav button").filter(has_text=re.compile(f"^\\s*{tab}\\s*$")).click()
+    picture = tmp_path / "picture.png"
+    _picture(size=200).save(picture)
+    page.locator(f"#{elem_id} input.forge-file-upload").set_input_files(str(picture))  # the canvas's own input
+    page.wait_for_timeout(1000)
+    plain, blank = preview(), strokes()
+    stroke(page, elem_id)
+    after = preview()
+    change = np.abs(after - plain).mean()
+    print(f"\n{tab}: the preview after a stroke differs by {change:.2f}/255 on average")
+    assert plain.shape == after.shape == (200, 200)
+    assert (strokes() != blank) == (tab != "img2img")  # the stroke reached the canvas where it takes strokes
+    assert change > 1 if painted else change < 0.5
+    assert page.errors == []
 
 
 def test_another_estimator_from_the_models_folder_in_forge(forge):
