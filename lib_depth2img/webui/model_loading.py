@@ -16,6 +16,7 @@ from torch import nn
 from lib_depth2img.checkpoint import DEPTH_WEIGHTS_PREFIX, estimator_from_weights
 from lib_depth2img.checkpoint_estimator import holds_checkpoint_weights
 from lib_depth2img.errors import Depth2ImgError
+from lib_depth2img.weights import load_estimator_weights
 from lib_depth2img.weights_file import WeightsFile
 
 WEIGHTS_FILE_ATTRIBUTE = "depth2img_expected_weights_file"
@@ -75,13 +76,14 @@ def check_loaded_depth_weights(sd_model) -> None:
 
 def _fill_from_checkpoint(network: nn.Module, opened: WeightsFile) -> None:
     """Copies the checkpoint's depth weights into the host's network, all or nothing: a network of another
-    layout is left as it is (generations then load our estimator from the file instead)."""
+    layout is left as it is (generations then load our estimator from the file instead). Set tensor by tensor
+    (``load_estimator_weights``), not through the host's ``load_state_dict``, which it replaces while loading."""
     state = {k[len(DEPTH_WEIGHTS_PREFIX):]: v for k, v in opened.read_prefix(DEPTH_WEIGHTS_PREFIX).items()}
-    own = network.state_dict()
-    if {k: tuple(v.shape) for k, v in state.items()} != {k: tuple(v.shape) for k, v in own.items()}:
+    try:
+        load_estimator_weights(network, state, source=f"The depth weights in {opened.path.name}")
+    except Depth2ImgError:
         print(f"Depth-to-image: the MiDaS network of this WebUI is laid out unlike the depth weights in "
               f"{opened.path.name}; they are read from the file at each generation instead.")
         return
-    network.load_state_dict(state)
     print(f"Depth-to-image: the MiDaS network now holds the depth weights of {opened.path.name} "
           "(this WebUI does not load them itself).")
