@@ -58,7 +58,7 @@ def loaded(host, tiny_estimators, tiny_depth_checkpoint_file, tmp_path):
     host.shared.sd_model = model = host.forge_loader.load_model(info)
     yield model
     host.shared.sd_model = None
-    extra_estimators._loaded.clear()
+    extra_estimators.HELD.clear()
 
 
 def test_the_host_is_named_and_runs_ldms_depth_path(host):
@@ -90,7 +90,7 @@ def test_img2img_takes_the_checkpoints_depth_through_the_hosts_network(host, loa
     from lib_depth2img.webui import extra_estimators
 
     assert torch.allclose(p.sampled_with[0], _expected(tiny_hybrid, _as_tensor(picture)), atol=1e-3)
-    assert counter.batches == [1] and extra_estimators._loaded == {}  # the host's network, no second copy
+    assert counter.batches == [1] and extra_estimators.HELD.loaded == {}  # the host's network, no second copy
     assert loaded.native_depth_calls == 0 and p.extra_generation_params["Depth2img"] is True
 
 

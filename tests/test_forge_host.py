@@ -57,7 +57,7 @@ def _lazily_loaded(forge, checkpoint):
     generation.forget_depth()
     forge.shared.sd_model = forge.processing.FakeInitialModel()  # nothing loads until a generation asks
     yield ForgeModel(str(checkpoint))
-    extra_estimators._loaded.clear()
+    extra_estimators.HELD.clear()
 
 
 @pytest.fixture()

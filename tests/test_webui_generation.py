@@ -250,11 +250,11 @@ def test_a_network_never_filled_from_the_checkpoint_is_not_used(webui, depth_che
         assert counter.batches == []  # the empty network never ran
         expected = _expected(tiny_hybrid, _as_tensor(_picture()))
         assert torch.allclose(p.sampled_with[0], expected, atol=1e-3)
-        assert list(extra_estimators._loaded)[0][:2] == ("checkpoint", str(depth_checkpoint))
-        assert next(iter(extra_estimators._loaded.values())).estimator_name == "dpt_hybrid"
+        assert list(extra_estimators.HELD.loaded)[0][:2] == ("checkpoint", str(depth_checkpoint))
+        assert next(iter(extra_estimators.HELD.loaded.values())).estimator_name == "dpt_hybrid"
     finally:
         counter.handle.remove()
-        extra_estimators._loaded.clear()
+        extra_estimators.HELD.clear()
         webui.shared.sd_model = None
 
 
@@ -263,4 +263,4 @@ def test_a_network_filled_from_the_checkpoint_is_reused_not_copied(webui, depth_
 
     _, counter = depth_model
     _img2img(webui, [_picture()])
-    assert counter.batches == [1] and extra_estimators._loaded == {}
+    assert counter.batches == [1] and extra_estimators.HELD.loaded == {}

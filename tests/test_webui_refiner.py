@@ -27,7 +27,7 @@ def plain_base(webui, tiny_estimators, tmp_path):
     generation.forget_depth(model)
     yield model
     webui.shared.sd_model = None
-    extra_estimators._loaded.clear()
+    extra_estimators.HELD.clear()
 
 
 def _with_refiner(webui, info, script_args=(), pictures=None):

@@ -18,8 +18,7 @@ from lib_depth2img.generation_args import EXTRA_ESTIMATORS
 from lib_depth2img.held_estimator import HeldEstimator
 from lib_depth2img.webui import option_keys
 
-HELD = HeldEstimator()
-_loaded = HELD.loaded  # (what, file, file state) -> the estimator; one entry at most
+HELD = HeldEstimator()  # the one estimator loaded from a file (a release file or a checkpoint's depth slice)
 
 
 def folders(name: str) -> list[Path]:
